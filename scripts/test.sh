@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole suite: generated code fresh, types sound, then unit and integration tests.
+# Run through scripts/with-node.sh (npm test does), which provides Node 22 and node_modules.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+mkdir -p .cache
+
+echo "== moodsync codegen --check"
+node bin/moodsync.js codegen --check
+
+echo "== typecheck (tsc)"
+tsc -p tsconfig.json
+
+echo "== FerretDB test server (cached build)"
+if [ -z "${MONGODB_URI:-}" ]; then
+  node --input-type=module -e "
+    const { buildFerretDb } = await import('./test/rig/ferretdb.ts')
+    console.log(await buildFerretDb((line) => console.log(line)))"
+else
+  echo "MONGODB_URI is set: the suite runs against that server"
+fi
+
+echo "== vitest"
+status=0
+vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json "$@" || status=$?
+# One plain closing line that any CI log reader understands.
+node -e "
+  const r = JSON.parse(require('node:fs').readFileSync('.cache/vitest.json', 'utf8'))
+  console.log('tests: ' + r.numPassedTests + ' passed, ' + r.numFailedTests + ' failed' + (r.numPendingTests + r.numTodoTests ? ', ' + (r.numPendingTests + r.numTodoTests) + ' skipped' : ''))
+" || true
+exit "$status"

@@ -1,0 +1,26 @@
+import { parseArgs } from 'node:util'
+import { parseConfig } from '../../config.ts'
+import { createLogger } from '../../logger.ts'
+import { Store } from '../../store/store.ts'
+import type { Command } from '../command.ts'
+import { report } from '../output.ts'
+
+export const setup: Command = {
+  name: 'setup',
+  summary: 'create moodsync\'s indexes and run storage migrations (fill DIDs into legacy moods)',
+  usage: 'moodsync setup [--json]',
+  async run({ argv, env, stdout }) {
+    const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } })
+    const config = parseConfig(env)
+    const store = new Store({ mongodb: config.mongodb, logger: createLogger({ level: config.logLevel, destination: process.stderr }) })
+    try {
+      const { fillDids: r } = await store.start()
+      report(stdout, values.json, { fillDids: r }, () =>
+        `indexes ready; legacy moods: ${r.filled} filled with their DID, ${r.noDid} whose user has no DID, ${r.conflicts} duplicate rkeys left for dedupe`,
+      )
+    } finally {
+      await store.destroy()
+    }
+    return 0
+  },
+}

@@ -1,0 +1,68 @@
+import { ConfigError } from '../errors.ts'
+import type { Command, CommandContext } from './command.ts'
+import { UsageError } from './command.ts'
+import { codegen } from './commands/codegen.ts'
+import { setup } from './commands/setup.ts'
+import { loadEnv } from './dotenv.ts'
+
+const COMMANDS: Command[] = [setup, codegen]
+
+function help(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length))
+  return [
+    'moodsync: keeps aesthetic.computer moods in MongoDB in sync with ATProto (computer.aesthetic.mood)',
+    '',
+    'usage: moodsync <command> [options]',
+    '',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'moodsync <command> --help shows a command\'s options. Configuration comes from the environment',
+    'or a .env file (see README.md).',
+  ].join('\n')
+}
+
+/**
+ * The process edge: reads the environment, wires SIGINT/SIGTERM to an AbortSignal once, runs
+ * one command and returns its exit code. Nothing below here touches process.env or exits.
+ */
+export async function main(argv: string[], io: Partial<Pick<CommandContext, 'stdout' | 'stderr' | 'env'>> = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout
+  const stderr = io.stderr ?? process.stderr
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    stdout.write(`${help()}\n`)
+    return name === undefined ? 2 : 0
+  }
+  const command = COMMANDS.find((c) => c.name === name)
+  if (!command) {
+    stderr.write(`moodsync: unknown command "${name}"\n\n${help()}\n`)
+    return 2
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    stdout.write(`usage: ${command.usage}\n${command.summary}\n`)
+    return 0
+  }
+
+  const controller = new AbortController()
+  const stop = () => controller.abort()
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+  try {
+    const env = io.env ?? loadEnv(process.env)
+    return await command.run({ argv: rest, env, stdout, stderr, signal: controller.signal })
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      stderr.write(`moodsync: configuration error: ${err.message}\n`)
+      return 78 // EX_CONFIG
+    }
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      stderr.write(`moodsync ${name}: ${(err as Error).message}\nusage: ${command.usage}\n`)
+      return 2
+    }
+    stderr.write(`moodsync ${name} failed: ${(err as Error).message}\n`)
+    return 1
+  } finally {
+    process.off('SIGINT', stop)
+    process.off('SIGTERM', stop)
+  }
+}

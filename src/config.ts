@@ -1,0 +1,134 @@
+import { ConfigError } from './errors.ts'
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+export type SourceKind = 'jetstream' | 'firehose'
+
+export interface Config {
+  mongodb: { uri: string; db: string }
+  /** Where the writer writes. */
+  pdsUrl: string
+  jetstreamUrl: string
+  /** A relay or PDS `com.atproto.sync.subscribeRepos` endpoint. */
+  firehoseUrl: string
+  plcUrl: string
+  source: SourceKind
+  /** Key material for credentials stored encrypted; absent means plain-text passwords only. */
+  secret: string | undefined
+  logLevel: LogLevel
+  http: { host: string; port: number }
+}
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+export const DEFAULTS = {
+  MONGODB_URI: 'mongodb://127.0.0.1:27017',
+  MONGODB_DB: 'aesthetic',
+  PDS_URL: 'https://at.aesthetic.computer',
+  JETSTREAM_URL: 'wss://jetstream2.us-east.bsky.network/subscribe',
+  FIREHOSE_URL: 'wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos',
+  PLC_URL: 'https://plc.directory',
+  MOODSYNC_SOURCE: 'jetstream',
+  LOG_LEVEL: 'info',
+  MOODSYNC_HTTP_HOST: '127.0.0.1',
+  MOODSYNC_HTTP_PORT: '9470',
+} as const
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const MIN_SECRET_LENGTH = 32
+
+/**
+ * Reads every setting once, at the edge. Throws ConfigError naming the first bad variable;
+ * messages never echo a value that could hold a credential.
+ */
+export function parseConfig(env: Env): Config {
+  const get = (name: keyof typeof DEFAULTS): string => {
+    const value = env[name]?.trim()
+    return value === undefined || value === '' ? DEFAULTS[name] : value
+  }
+  return {
+    mongodb: {
+      uri: mongoUri('MONGODB_URI', get('MONGODB_URI')),
+      db: dbName('MONGODB_DB', get('MONGODB_DB')),
+    },
+    pdsUrl: url('PDS_URL', get('PDS_URL'), ['http:', 'https:']),
+    jetstreamUrl: url('JETSTREAM_URL', get('JETSTREAM_URL'), ['ws:', 'wss:']),
+    firehoseUrl: url('FIREHOSE_URL', get('FIREHOSE_URL'), ['ws:', 'wss:']),
+    plcUrl: url('PLC_URL', get('PLC_URL'), ['http:', 'https:']),
+    source: oneOf('MOODSYNC_SOURCE', get('MOODSYNC_SOURCE'), ['jetstream', 'firehose'] as const),
+    secret: secret('MOODSYNC_SECRET', env.MOODSYNC_SECRET),
+    logLevel: oneOf('LOG_LEVEL', get('LOG_LEVEL').toLowerCase(), LOG_LEVELS),
+    http: {
+      host: host('MOODSYNC_HTTP_HOST', get('MOODSYNC_HTTP_HOST')),
+      port: port('MOODSYNC_HTTP_PORT', get('MOODSYNC_HTTP_PORT')),
+    },
+  }
+}
+
+function mongoUri(name: string, value: string): string {
+  // Never quote the value: a connection string usually carries a password.
+  if (!/^mongodb(\+srv)?:\/\/[^/?#\s]+/.test(value)) {
+    throw new ConfigError(name, 'must be a connection string starting with mongodb:// or mongodb+srv://')
+  }
+  return value
+}
+
+function dbName(name: string, value: string): string {
+  if (!/^[^/\\. "$*<>:|?]{1,63}$/.test(value)) {
+    throw new ConfigError(name, `"${value}" is not a valid MongoDB database name`)
+  }
+  return value
+}
+
+function url(name: string, value: string, protocols: readonly string[]): string {
+  let parsed: URL
+  try {
+    parsed = new URL(value)
+  } catch {
+    throw new ConfigError(name, `"${value}" is not a URL`)
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.map((p) => p.slice(0, -1)).join(' or ')} (got ${parsed.protocol.slice(0, -1)})`)
+  }
+  if (parsed.username || parsed.password) {
+    throw new ConfigError(name, 'must not carry credentials')
+  }
+  return value.replace(/\/+$/, '')
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(name, `"${value}" is not one of ${allowed.join(', ')}`)
+  }
+  return value as T
+}
+
+function secret(name: string, value: string | undefined): string | undefined {
+  if (value === undefined || value === '') return undefined
+  if (value.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(name, `must be at least ${MIN_SECRET_LENGTH} characters (got ${value.length})`)
+  }
+  return value
+}
+
+function host(name: string, value: string): string {
+  if (!/^[A-Za-z0-9.:\-[\]]+$/.test(value)) {
+    throw new ConfigError(name, `"${value}" is not a host name or IP address`)
+  }
+  return value
+}
+
+function port(name: string, value: string): number {
+  const n = Number(value)
+  if (!/^\d+$/.test(value) || n > 65535) {
+    throw new ConfigError(name, `"${value}" is not a port number (0-65535)`)
+  }
+  return n
+}
+
+/** For the commands that store or read encrypted credentials: the secret must be set. */
+export function requireSecret(config: Config, purpose: string): string {
+  if (config.secret === undefined) {
+    throw new ConfigError('MOODSYNC_SECRET', `is required to ${purpose} (at least ${MIN_SECRET_LENGTH} characters)`)
+  }
+  return config.secret
+}

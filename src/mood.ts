@@ -1,0 +1,59 @@
+import * as lexMood from './lexicon/computer/aesthetic/mood.ts'
+
+export const MOOD_NSID = lexMood.$nsid
+
+/** A mood as moodsync stores it: what the platform needs, nothing a client added beside it. */
+export interface Mood {
+  mood: string
+  when: Date
+  /** The MongoDB document id this mood came from; absent for moods posted elsewhere. */
+  ref?: string
+}
+
+export type MoodParse = { ok: true; value: Mood } | { ok: false; reason: string }
+
+/**
+ * Takes any value from the network and returns a valid mood or the reason it is not one.
+ * The lexicon's generated validator does the checks (graphemes, bytes, datetime with timezone,
+ * types); this adds what the lexicon cannot say: legacy `mongoId` read as `ref`, and a
+ * record without `$type` accepted because the collection already names its type.
+ */
+export function parseMood(input: unknown): MoodParse {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    return { ok: false, reason: `record must be an object (got ${describe(input)})` }
+  }
+  const record = input as Record<string, unknown>
+  if (record.$type !== undefined && record.$type !== MOOD_NSID) {
+    return { ok: false, reason: `$type must be ${MOOD_NSID} (got ${describe(record.$type)})` }
+  }
+  const candidate: Record<string, unknown> = { ...record, $type: MOOD_NSID }
+  if (candidate.ref === undefined && record.mongoId !== undefined) {
+    // Older records carry the MongoDB id under `mongoId`; validate it by the rules of `ref`.
+    candidate.ref = record.mongoId
+  }
+  const result = lexMood.$safeParse(candidate)
+  if (!result.success) {
+    return { ok: false, reason: result.message.replace(/\$\.ref\b/, record.ref === undefined && record.mongoId !== undefined ? '$.mongoId' : '$.ref') }
+  }
+  const when = new Date(result.value.when)
+  if (Number.isNaN(when.getTime())) {
+    return { ok: false, reason: `when is not a representable date (got ${JSON.stringify(result.value.when)})` }
+  }
+  const mood: Mood = { mood: result.value.mood, when }
+  if (result.value.ref !== undefined) mood.ref = result.value.ref
+  return { ok: true, value: mood }
+}
+
+/** The record the writer sends: `ref`, never `mongoId`, and `when` with a timezone. */
+export function toRecord(mood: Mood): lexMood.Main {
+  const record: lexMood.Main = { $type: MOOD_NSID, mood: mood.mood, when: mood.when.toISOString() as lexMood.Main['when'] }
+  if (mood.ref !== undefined) record.ref = mood.ref
+  return record
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'array'
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
+  return typeof value
+}

@@ -1,0 +1,43 @@
+import type { Db, IndexDescription, MongoServerError } from 'mongodb'
+import { COLLECTIONS } from './collections.ts'
+
+/**
+ * (DID, rkey) is a mood's identity on ATProto. The index is partial so that documents with no
+ * ATProto record yet (or legacy ones with only an rkey) do not collide on real MongoDB, where a
+ * plain unique index counts a missing field as null.
+ */
+export const MOOD_KEY_INDEX = {
+  key: { 'atproto.did': 1, 'atproto.rkey': 1 },
+  name: 'moodsync_did_rkey',
+  unique: true,
+  partialFilterExpression: { 'atproto.did': { $exists: true }, 'atproto.rkey': { $exists: true } },
+} satisfies IndexDescription
+
+const INDEXES: Record<string, IndexDescription[]> = {
+  [COLLECTIONS.moods]: [MOOD_KEY_INDEX],
+  [COLLECTIONS.quarantine]: [
+    { key: { did: 1, rkey: 1 }, name: 'moodsync_quarantine_did_rkey' },
+    { key: { at: -1 }, name: 'moodsync_quarantine_at' },
+  ],
+}
+
+/** Creates moodsync's indexes; a no-op when they exist already, so every start may call it. */
+export async function ensureIndexes(db: Db): Promise<void> {
+  for (const [name, indexes] of Object.entries(INDEXES)) {
+    for (const index of indexes) await createIndex(db, name, index)
+  }
+}
+
+const NOT_IMPLEMENTED = 238
+
+async function createIndex(db: Db, collection: string, index: IndexDescription): Promise<void> {
+  try {
+    await db.collection(collection).createIndexes([index])
+  } catch (err) {
+    // FerretDB v1 has no partial indexes, but its unique indexes already skip documents that
+    // lack the field, which is what the partial filter achieves on MongoDB.
+    if ((err as MongoServerError).code !== NOT_IMPLEMENTED || !index.partialFilterExpression) throw err
+    const { partialFilterExpression: _, ...plain } = index
+    await db.collection(collection).createIndexes([plain])
+  }
+}

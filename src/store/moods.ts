@@ -1,0 +1,213 @@
+import { ObjectId, type AnyBulkWriteOperation, type Collection, type Db, type Filter } from 'mongodb'
+import type { Mood } from '../mood.ts'
+import { StoreError } from '../errors.ts'
+import { COLLECTIONS, type MoodDoc } from './collections.ts'
+import { isDuplicateKey } from './mongo-errors.ts'
+
+/** A record's state at a repo revision: create and update alike. */
+export interface UpsertOp {
+  kind: 'upsert'
+  did: string
+  rkey: string
+  rev: string
+  cid: string
+  mood: Mood
+  /** The platform user owning `did`, or null for a DID that is not a platform user's. */
+  user: string | null
+}
+
+export interface DeleteOp {
+  kind: 'delete'
+  did: string
+  rkey: string
+  rev: string
+}
+
+export type MoodOp = UpsertOp | DeleteOp
+
+export interface ApplyResult {
+  inserted: number
+  updated: number
+  /** Documents claimed through `ref` (written MongoDB-first, now confirmed by their record). */
+  attached: number
+  deleted: number
+  unchanged: number
+  /** Ops older than the state already stored: skipped, so replays never roll a mood back. */
+  stale: number
+}
+
+const MAX_ATTEMPTS = 5
+
+/**
+ * The `moods` collection. Every write is computed from the current documents and guarded on
+ * what was read, so applying the same ops twice changes nothing and an older op never
+ * overwrites a newer one. Correct on MongoDB and on FerretDB (no transactions needed).
+ */
+export class MoodStore {
+  readonly collection: Collection<MoodDoc>
+  constructor(db: Db) {
+    this.collection = db.collection<MoodDoc>(COLLECTIONS.moods)
+  }
+
+  async get(did: string, rkey: string): Promise<MoodDoc | null> {
+    return this.collection.findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
+  }
+
+  async listByDid(did: string, opts: { includeDeleted?: boolean } = {}): Promise<MoodDoc[]> {
+    const filter: Filter<MoodDoc> = { 'atproto.did': did }
+    if (!opts.includeDeleted) filter.deleted = { $ne: true }
+    return this.collection.find(filter).sort({ 'atproto.rkey': 1 }).toArray()
+  }
+
+  /**
+   * Applies a batch idempotently. Ops for the same record collapse to the newest; a write that
+   * loses a race with another writer (guard miss, duplicate key) makes the batch recompute.
+   */
+  async apply(ops: readonly MoodOp[]): Promise<ApplyResult> {
+    const latest = collapse(ops)
+    for (let attempt = 1; ; attempt++) {
+      const plan = await this.#plan(latest)
+      if (plan.writes.length === 0) return plan.result
+      try {
+        const res = await this.collection.bulkWrite(plan.writes, { ordered: true })
+        if (res.matchedCount === plan.updates) return plan.result
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw new StoreError('applying a batch of moods failed', { cause: err })
+      }
+      if (attempt >= MAX_ATTEMPTS) {
+        throw new StoreError(`applying a batch of moods kept racing with another writer (${attempt} attempts)`)
+      }
+    }
+  }
+
+  async #plan(ops: readonly MoodOp[]) {
+    const result: ApplyResult = { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0 }
+    const writes: AnyBulkWriteOperation<MoodDoc>[] = []
+    let updates = 0
+    if (ops.length === 0) return { result, writes, updates }
+
+    const existing = await this.#findExisting(ops)
+    const refTargets = await this.#findRefTargets(ops.filter((op) => op.kind === 'upsert' && !existing.has(keyOf(op))) as UpsertOp[])
+
+    for (const op of ops) {
+      const doc = existing.get(keyOf(op))
+      const storedRev = doc?.atproto?.rev
+      if (storedRev !== undefined && storedRev > op.rev) {
+        result.stale++
+        continue
+      }
+      if (op.kind === 'delete') {
+        if (!doc || (doc.deleted && storedRev === op.rev)) {
+          result.unchanged++
+          continue
+        }
+        writes.push({
+          updateOne: { filter: guard(doc), update: { $set: { deleted: true, 'atproto.rev': op.rev } } },
+        })
+        updates++
+        result.deleted++
+        continue
+      }
+      if (doc) {
+        const user = op.user ?? doc.user
+        if (!doc.deleted && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
+          result.unchanged++
+          continue
+        }
+        writes.push({ updateOne: { filter: guard(doc), update: upsertUpdate(op, user) } })
+        updates++
+        result.updated++
+        continue
+      }
+      const target = op.mood.ref === undefined ? undefined : refTargets.get(op.mood.ref)
+      if (target && canAttach(target, op)) {
+        writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user) } })
+        updates++
+        result.attached++
+        continue
+      }
+      writes.push({
+        insertOne: {
+          document: {
+            _id: new ObjectId(),
+            user: op.user,
+            mood: op.mood.mood,
+            when: op.mood.when,
+            atproto: { did: op.did, rkey: op.rkey, cid: op.cid, rev: op.rev },
+          },
+        },
+      })
+      result.inserted++
+    }
+    return { result, writes, updates }
+  }
+
+  async #findExisting(ops: readonly MoodOp[]): Promise<Map<string, MoodDoc>> {
+    const dids = [...new Set(ops.map((op) => op.did))]
+    const rkeys = [...new Set(ops.map((op) => op.rkey))]
+    // A superset query ($in on each field) is cheaper than one $or clause per record.
+    const docs = await this.collection.find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $in: rkeys } }).toArray()
+    const byKey = new Map<string, MoodDoc>()
+    for (const doc of docs) {
+      if (doc.atproto?.did) byKey.set(`${doc.atproto.did}\u0000${doc.atproto.rkey}`, doc)
+    }
+    return byKey
+  }
+
+  async #findRefTargets(ops: readonly UpsertOp[]): Promise<Map<string, MoodDoc>> {
+    const ids = ops.map((op) => op.mood.ref).filter((ref): ref is string => ref !== undefined && ObjectId.isValid(ref) && /^[0-9a-f]{24}$/i.test(ref))
+    if (ids.length === 0) return new Map()
+    const docs = await this.collection.find({ _id: { $in: ids.map((id) => new ObjectId(id)) } }).toArray()
+    return new Map(docs.map((doc) => [doc._id.toHexString(), doc]))
+  }
+}
+
+function keyOf(op: { did: string; rkey: string }): string {
+  return `${op.did}\u0000${op.rkey}`
+}
+
+/** Keeps, per record, the op with the greatest rev; among equal revs the later one. */
+function collapse(ops: readonly MoodOp[]): MoodOp[] {
+  const byKey = new Map<string, MoodOp>()
+  for (const op of ops) {
+    const prev = byKey.get(keyOf(op))
+    if (!prev || op.rev >= prev.rev) byKey.set(keyOf(op), op)
+  }
+  return [...byKey.values()]
+}
+
+/** Matches the document only as it was read, so a concurrent change makes the write miss. */
+function guard(doc: MoodDoc): Filter<MoodDoc> {
+  const rev = doc.atproto?.rev
+  return { _id: doc._id, 'atproto.rev': rev === undefined ? { $exists: false } : rev }
+}
+
+function upsertUpdate(op: UpsertOp, user: string | null) {
+  return {
+    $set: {
+      user,
+      mood: op.mood.mood,
+      when: op.mood.when,
+      'atproto.did': op.did,
+      'atproto.rkey': op.rkey,
+      'atproto.cid': op.cid,
+      'atproto.rev': op.rev,
+    },
+    $unset: { deleted: '' as const },
+  }
+}
+
+function sameContent(doc: MoodDoc, mood: Mood, user: string | null): boolean {
+  return doc.mood === mood.mood && doc.when instanceof Date && doc.when.getTime() === mood.when.getTime() && doc.user === user
+}
+
+/**
+ * A record may claim the document its `ref` names only when that document is not already
+ * another record's, and belongs to the same user: a client cannot hijack someone's mood.
+ */
+function canAttach(target: MoodDoc, op: UpsertOp): boolean {
+  const at = target.atproto
+  if (at?.did !== undefined && (at.did !== op.did || at.rkey !== op.rkey)) return false
+  if (at?.did === undefined && at?.rkey !== undefined && at.rkey !== op.rkey) return false
+  return target.user === null ? at?.did === op.did : target.user === op.user
+}
