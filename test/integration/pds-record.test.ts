@@ -40,7 +40,9 @@ describe('a mood record on a real PDS', () => {
     const url = new URL(network.pdsUrl)
     const res = await fetch(`http://127.0.0.1:${url.port}/xrpc/_health`)
     expect(res.ok).toBe(true)
-    const address = network.net.pds.server.server.address()
+    const server = network.net.pds.server.server
+    expect(server).toBeDefined()
+    const address = server?.address()
     expect(typeof address === 'object' && address?.address).toBe('127.0.0.1')
   })
 })
