@@ -16,6 +16,8 @@ export interface Config {
   secret: string | undefined
   logLevel: LogLevel
   http: { host: string; port: number }
+  /** /healthz turns unhealthy past these. */
+  health: { maxLagSeconds: number; maxDisconnectedSeconds: number }
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -31,6 +33,8 @@ export const DEFAULTS = {
   LOG_LEVEL: 'info',
   MOODSYNC_HTTP_HOST: '127.0.0.1',
   MOODSYNC_HTTP_PORT: '9470',
+  MOODSYNC_MAX_LAG_SECONDS: '300',
+  MOODSYNC_MAX_DISCONNECTED_SECONDS: '60',
 } as const
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -60,6 +64,10 @@ export function parseConfig(env: Env): Config {
     http: {
       host: host('MOODSYNC_HTTP_HOST', get('MOODSYNC_HTTP_HOST')),
       port: port('MOODSYNC_HTTP_PORT', get('MOODSYNC_HTTP_PORT')),
+    },
+    health: {
+      maxLagSeconds: seconds('MOODSYNC_MAX_LAG_SECONDS', get('MOODSYNC_MAX_LAG_SECONDS')),
+      maxDisconnectedSeconds: seconds('MOODSYNC_MAX_DISCONNECTED_SECONDS', get('MOODSYNC_MAX_DISCONNECTED_SECONDS')),
     },
   }
 }
@@ -115,6 +123,14 @@ function host(name: string, value: string): string {
     throw new ConfigError(name, `"${value}" is not a host name or IP address`)
   }
   return value
+}
+
+function seconds(name: string, value: string): number {
+  const n = Number(value)
+  if (!/^\d+(\.\d+)?$/.test(value) || n <= 0) {
+    throw new ConfigError(name, `"${value}" is not a positive number of seconds`)
+  }
+  return n
 }
 
 function port(name: string, value: string): number {

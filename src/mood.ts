@@ -57,3 +57,10 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)
   return typeof value
 }
+
+const TID = /^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$/
+
+/** The lexicon's record key is `tid`: 13 base32-sortable characters. */
+export function isTid(rkey: string): boolean {
+  return TID.test(rkey)
+}

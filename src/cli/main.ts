@@ -2,10 +2,11 @@ import { ConfigError } from '../errors.ts'
 import type { Command, CommandContext } from './command.ts'
 import { UsageError } from './command.ts'
 import { codegen } from './commands/codegen.ts'
+import { ingest } from './commands/ingest.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 
-const COMMANDS: Command[] = [setup, codegen]
+const COMMANDS: Command[] = [ingest, setup, codegen]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

@@ -8,6 +8,8 @@ export const COLLECTIONS = {
   cursors: 'moodsync_cursors',
   quarantine: 'moodsync_quarantine',
   migrations: 'moodsync_migrations',
+  gaps: 'moodsync_gaps',
+  backfill: 'moodsync_backfill',
 } as const
 
 /** What moodsync keeps about a mood's ATProto record, under `moods.atproto`. */
@@ -19,6 +21,11 @@ export interface AtprotoState {
   cid?: string
   /** Repo revision of the commit that produced this state; orders events per record. */
   rev?: string
+  /**
+   * Set while the account is deactivated, taken down or suspended (the status): the mood is
+   * `deleted: true` for the platform's reads, and comes back when the account is active again.
+   */
+  hidden?: string
 }
 
 /** A document of the platform's `moods` collection (CONTRACT.md), as moodsync extends it. */
@@ -47,4 +54,35 @@ export interface MigrationDoc {
   _id: string
   appliedAt: Date
   result: Record<string, number>
+}
+
+export interface QuarantineDoc {
+  /** Derived from what was quarantined, so a replay finds the same entry instead of adding one. */
+  _id: string
+  at: Date
+  source: string
+  reason: string
+  did?: string
+  rkey?: string
+  cid?: string
+  cursor?: number
+  /** The offending input as text (truncated): records may hold keys MongoDB-wire servers refuse. */
+  raw?: string
+}
+
+/** A stretch of the stream that was missed (cursor too old, repo sync): needs a backfill. */
+export interface GapDoc {
+  _id: string
+  at: Date
+  source: string
+  reason: string
+  requested?: number
+  cursor?: number
+}
+
+/** A repo that must be read whole to catch up (the backfill command drains these). */
+export interface BackfillDoc {
+  _id: string
+  reason: string
+  since: Date
 }

@@ -59,6 +59,28 @@ export class MoodStore {
     return this.collection.find(filter).sort({ 'atproto.rkey': 1 }).toArray()
   }
 
+  /** Hides a DID's live moods (account deactivated, taken down, suspended), keeping them. */
+  async hideDid(did: string, status: string): Promise<number> {
+    const res = await this.collection.updateMany(
+      { 'atproto.did': did, deleted: { $ne: true } },
+      { $set: { deleted: true, 'atproto.hidden': status } },
+    )
+    return res.modifiedCount
+  }
+
+  /** Brings back what hideDid hid; moods deleted meanwhile stay deleted. */
+  async restoreDid(did: string): Promise<number> {
+    const res = await this.collection.updateMany({ 'atproto.did': did, 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
+    return res.modifiedCount
+  }
+
+  /** The account is gone: every mood of the DID is soft-deleted for good. */
+  async deleteDid(did: string): Promise<number> {
+    const live = await this.collection.updateMany({ 'atproto.did': did, deleted: { $ne: true } }, { $set: { deleted: true } })
+    const hidden = await this.collection.updateMany({ 'atproto.did': did, 'atproto.hidden': { $exists: true } }, { $unset: { 'atproto.hidden': '' } })
+    return live.modifiedCount + hidden.modifiedCount
+  }
+
   /**
    * Applies a batch idempotently. Ops for the same record collapse to the newest; a write that
    * loses a race with another writer (guard miss, duplicate key) makes the batch recompute.
@@ -102,7 +124,7 @@ export class MoodStore {
           continue
         }
         writes.push({
-          updateOne: { filter: guard(doc), update: { $set: { deleted: true, 'atproto.rev': op.rev } } },
+          updateOne: { filter: guard(doc), update: { $set: { deleted: true, 'atproto.rev': op.rev }, $unset: { 'atproto.hidden': '' } } },
         })
         updates++
         result.deleted++
@@ -110,18 +132,19 @@ export class MoodStore {
       }
       if (doc) {
         const user = op.user ?? doc.user
-        if (!doc.deleted && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
+        const hidden = doc.atproto?.hidden !== undefined
+        if ((!doc.deleted || hidden) && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
           result.unchanged++
           continue
         }
-        writes.push({ updateOne: { filter: guard(doc), update: upsertUpdate(op, user) } })
+        writes.push({ updateOne: { filter: guard(doc), update: upsertUpdate(op, user, hidden) } })
         updates++
         result.updated++
         continue
       }
       const target = op.mood.ref === undefined ? undefined : refTargets.get(op.mood.ref)
       if (target && canAttach(target, op)) {
-        writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user) } })
+        writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user, false) } })
         updates++
         result.attached++
         continue
@@ -182,7 +205,11 @@ function guard(doc: MoodDoc): Filter<MoodDoc> {
   return { _id: doc._id, 'atproto.rev': rev === undefined ? { $exists: false } : rev }
 }
 
-function upsertUpdate(op: UpsertOp, user: string | null) {
+/** The new state of a record; a mood of a hidden account stays hidden until it is restored. */
+function upsertUpdate(op: UpsertOp, user: string | null, hidden: boolean) {
+  if (hidden) {
+    return { $set: { user, mood: op.mood.mood, when: op.mood.when, 'atproto.cid': op.cid, 'atproto.rev': op.rev } }
+  }
   return {
     $set: {
       user,

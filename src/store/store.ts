@@ -6,6 +6,7 @@ import { CursorStore } from './cursors.ts'
 import { ensureIndexes } from './indexes.ts'
 import { migrateStorage, type FillDidsResult } from './migrations.ts'
 import { MoodStore } from './moods.ts'
+import { GapStore, QuarantineStore } from './quarantine.ts'
 
 export interface StoreOptions {
   mongodb: Config['mongodb']
@@ -20,6 +21,8 @@ export class Store {
   readonly db: Db
   readonly moods: MoodStore
   readonly cursors: CursorStore
+  readonly quarantine: QuarantineStore
+  readonly gaps: GapStore
   readonly #log: Logger
   readonly #uri: string
 
@@ -33,6 +36,8 @@ export class Store {
     this.db = this.client.db(opts.mongodb.db)
     this.moods = new MoodStore(this.db)
     this.cursors = new CursorStore(this.db)
+    this.quarantine = new QuarantineStore(this.db)
+    this.gaps = new GapStore(this.db)
   }
 
   /** Connects, creates indexes and runs storage migrations (all idempotent). */

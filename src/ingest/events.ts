@@ -1,0 +1,102 @@
+/**
+ * What every source yields, in stream order. `cursor` is the source's own position (Jetstream
+ * `time_us`, firehose `seq`); resuming from an event's cursor replays that event and what
+ * follows. Sources only parse the wire; validation and storage happen downstream.
+ */
+export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | SkipEvent
+
+export interface RecordWrite {
+  action: 'upsert'
+  rkey: string
+  cid: string
+  /** The record as the network sent it: unvalidated. */
+  record: unknown
+}
+
+export interface RecordDelete {
+  action: 'delete'
+  rkey: string
+}
+
+/** One repo commit's operations on our collection (Jetstream sends one op per event). */
+export interface CommitEvent {
+  kind: 'commit'
+  cursor: number
+  did: string
+  rev: string
+  ops: (RecordWrite | RecordDelete)[]
+  /** When the network emitted it (ms since epoch), for lag. */
+  emittedAt?: number
+}
+
+export type AccountStatus = 'deactivated' | 'takendown' | 'suspended' | 'deleted' | 'desynchronized' | 'throttled' | string
+
+export interface AccountEvent {
+  kind: 'account'
+  cursor: number
+  did: string
+  active: boolean
+  status?: AccountStatus
+  emittedAt?: number
+}
+
+export interface IdentityEvent {
+  kind: 'identity'
+  cursor: number
+  did: string
+  handle?: string
+  emittedAt?: number
+}
+
+/** A frame or op that could not be understood: quarantined, never fatal. */
+export interface InvalidEvent {
+  kind: 'invalid'
+  /** Absent when the frame was too broken to carry one. */
+  cursor?: number
+  reason: string
+  did?: string
+  rkey?: string
+  cid?: string
+  /** The offending input, truncated, as text. */
+  raw?: string
+}
+
+/** The source could not resume where it was asked to: events were missed. */
+export interface GapEvent {
+  kind: 'gap'
+  cursor?: number
+  reason: string
+  /** The cursor we asked for, when the gap is about resuming. */
+  requested?: number
+  /** Repos known to need a backfill; absent means every repo we index. */
+  dids?: string[]
+}
+
+/** An event with nothing for us (another collection) that still moves the cursor. */
+export interface SkipEvent {
+  kind: 'skip'
+  cursor: number
+  emittedAt?: number
+}
+
+/** A source of events: an async iterable that ends when `signal` aborts. */
+export interface Source {
+  /** Stable id for the saved cursor: kind and URL. */
+  readonly id: string
+  events(signal: AbortSignal, from?: number): AsyncIterable<IngestEvent>
+  readonly stats: SourceStats
+}
+
+export interface SourceStats {
+  connected: boolean
+  /** Since when the source is disconnected (ms since epoch), when it is. */
+  disconnectedSince?: number
+  reconnects: number
+  framesReceived: number
+}
+
+export const RAW_LIMIT = 2048
+
+export function truncate(text: string, limit = RAW_LIMIT): string {
+  return text.length <= limit ? text : `${text.slice(0, limit)}…(${text.length} chars)`
+}

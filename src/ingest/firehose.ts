@@ -1,0 +1,170 @@
+import { decodeAll } from '@atproto/lex-cbor'
+import type { IdResolver } from '@atproto/identity'
+import { cborToLexRecord, readCar, RepoVerificationError, verifyProofs } from '@atproto/repo'
+import { MOOD_NSID } from '../mood.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import type { Backoff } from '../retry.ts'
+import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type Source, type SourceStats } from './events.ts'
+import { websocketFeed } from './websocket-feed.ts'
+
+export interface FirehoseSourceOptions {
+  /** A relay's or PDS's `com.atproto.sync.subscribeRepos` endpoint. */
+  url: string
+  /** Resolves each DID's signing key (cached); every kept commit is verified against it. */
+  idResolver: IdResolver
+  log?: Logger
+  backoff?: Backoff
+  highWater?: number
+}
+
+interface RepoOp {
+  action: string
+  path: string
+  cid?: { toString(): string } | null
+}
+
+const PREFIX = `${MOOD_NSID}/`
+
+/**
+ * `subscribeRepos` frames to events. A commit's op paths say whether it touches our collection
+ * before anything else is decoded, so the (large majority of) commits that do not are skipped
+ * without reading their CAR; those that do are verified (signature and MST proofs) and only
+ * then decoded.
+ */
+export class FirehoseSource implements Source {
+  readonly id: string
+  readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
+  readonly #opts: FirehoseSourceOptions
+  readonly #log: Logger
+
+  constructor(opts: FirehoseSourceOptions) {
+    this.#opts = opts
+    this.#log = (opts.log ?? silentLogger).child({ source: 'firehose' })
+    this.id = `firehose:${opts.url}`
+  }
+
+  async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
+    let cursor = from
+    const url = () => {
+      const u = new URL(this.#opts.url)
+      if (cursor !== undefined) u.searchParams.set('cursor', String(cursor))
+      return u.toString()
+    }
+    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater })) {
+      for (const event of await this.parseFrame(message.data)) {
+        if (event.cursor !== undefined) cursor = event.cursor
+        yield event
+      }
+    }
+  }
+
+  /** One binary frame to events. Never throws: bad input becomes `invalid`. */
+  async parseFrame(bytes: Uint8Array): Promise<IngestEvent[]> {
+    let header: Record<string, unknown>
+    let body: Record<string, unknown>
+    try {
+      const items: unknown[] = [...decodeAll(bytes)]
+      if (items.length !== 2) throw new Error(`expected 2 CBOR items, got ${items.length}`)
+      header = items[0] as Record<string, unknown>
+      body = items[1] as Record<string, unknown>
+      if (typeof header !== 'object' || header === null || typeof body !== 'object' || body === null) throw new Error('header or body is not a map')
+    } catch (err) {
+      return [{ kind: 'invalid', reason: `malformed CBOR frame: ${(err as Error).message}`, raw: truncate(Buffer.from(bytes).toString('hex')) }]
+    }
+    if (header.op === -1) {
+      this.#log.warn({ error: body.error, message: body.message }, 'firehose error frame')
+      if (body.error === 'FutureCursor' || body.error === 'OutdatedCursor') {
+        return [{ kind: 'gap', reason: `firehose refused the cursor: ${String(body.error)} ${String(body.message ?? '')}`.trim() }]
+      }
+      return []
+    }
+    const seq = Number.isSafeInteger(body.seq) ? (body.seq as number) : undefined
+    const did = typeof body.repo === 'string' ? body.repo : typeof body.did === 'string' ? body.did : undefined
+    const emittedAt = typeof body.time === 'string' ? Date.parse(body.time) : undefined
+
+    switch (header.t) {
+      case '#commit':
+        if (seq === undefined || did === undefined || typeof body.rev !== 'string' || !Array.isArray(body.ops)) {
+          return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame lacks seq, repo, rev or ops' }]
+        }
+        return this.#commit(seq, did, body.rev, body.ops as RepoOp[], body.blocks, emittedAt)
+      case '#account':
+        if (seq === undefined || did === undefined || typeof body.active !== 'boolean') {
+          return [{ kind: 'invalid', cursor: seq, did, reason: 'account frame lacks seq, did or active' }]
+        }
+        return [{ kind: 'account', cursor: seq, did, active: body.active, ...(typeof body.status === 'string' ? { status: body.status } : {}), emittedAt }]
+      case '#identity':
+        if (seq === undefined || did === undefined) return [{ kind: 'invalid', cursor: seq, did, reason: 'identity frame lacks seq or did' }]
+        return [{ kind: 'identity', cursor: seq, did, ...(typeof body.handle === 'string' ? { handle: body.handle } : {}), emittedAt }]
+      case '#sync':
+        // The repo was reset to a new state without a diff: only a backfill can tell what changed.
+        if (seq === undefined || did === undefined) return [{ kind: 'invalid', cursor: seq, did, reason: 'sync frame lacks seq or did' }]
+        return [{ kind: 'gap', cursor: seq, reason: 'repo sync event: state replaced without a diff', dids: [did] }]
+      case '#info':
+        if (body.name === 'OutdatedCursor') {
+          return [{ kind: 'gap', reason: `firehose: OutdatedCursor${body.message ? ` (${String(body.message)})` : ''}` }]
+        }
+        return []
+      default:
+        return seq === undefined ? [] : [{ kind: 'skip', cursor: seq, emittedAt }]
+    }
+  }
+
+  async #commit(seq: number, did: string, rev: string, ops: RepoOp[], blocks: unknown, emittedAt?: number): Promise<IngestEvent[]> {
+    const ours = ops.filter((op) => typeof op?.path === 'string' && op.path.startsWith(PREFIX))
+    if (ours.length === 0) return [{ kind: 'skip', cursor: seq, emittedAt }]
+    if (!(blocks instanceof Uint8Array)) return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame has no blocks' }]
+
+    const claims = ours.map((op) => ({
+      collection: MOOD_NSID,
+      rkey: op.path.slice(PREFIX.length),
+      cid: op.action === 'delete' ? null : ((op.cid ?? null) as never),
+    }))
+    try {
+      await this.#verify(did, blocks, claims)
+    } catch (err) {
+      return ours.map((op) => ({ kind: 'invalid' as const, cursor: seq, did, rkey: op.path.slice(PREFIX.length), reason: `commit verification failed: ${(err as Error).message}` }))
+    }
+
+    const result: IngestEvent[] = []
+    const writes: (RecordWrite | RecordDelete)[] = []
+    let car: Awaited<ReturnType<typeof readCar>> | undefined
+    for (const op of ours) {
+      const rkey = op.path.slice(PREFIX.length)
+      if (op.action === 'delete') {
+        writes.push({ action: 'delete', rkey })
+        continue
+      }
+      if ((op.action !== 'create' && op.action !== 'update') || !op.cid) {
+        result.push({ kind: 'invalid', cursor: seq, did, rkey, reason: `unknown op action ${JSON.stringify(op.action)} or no cid` })
+        continue
+      }
+      try {
+        car ??= await readCar(blocks, { skipCidVerification: true })
+        const bytes = car.blocks.get(op.cid as never)
+        if (!bytes) throw new Error('record block missing from the commit')
+        writes.push({ action: 'upsert', rkey, cid: op.cid.toString(), record: cborToLexRecord(bytes) })
+      } catch (err) {
+        result.push({ kind: 'invalid', cursor: seq, did, rkey, cid: op.cid.toString(), reason: `record could not be decoded: ${(err as Error).message}` })
+      }
+    }
+    if (writes.length > 0) result.push({ kind: 'commit', cursor: seq, did, rev, ops: writes, emittedAt })
+    else if (result.length === 0) result.push({ kind: 'skip', cursor: seq, emittedAt })
+    return result
+  }
+
+  /** Checks the commit signature and that each claimed op is what the MST proves. */
+  async #verify(did: string, blocks: Uint8Array, claims: Parameters<typeof verifyProofs>[1]): Promise<void> {
+    for (const forceRefresh of [false, true]) {
+      const key = await this.#opts.idResolver.did.resolveAtprotoKey(did, forceRefresh)
+      try {
+        const { unverified } = await verifyProofs(blocks, claims, did, key)
+        if (unverified.length > 0) throw new Error(`${unverified.length} op(s) not proven by the commit`)
+        return
+      } catch (err) {
+        // A rotated key makes the cached one fail: refresh once before calling it invalid.
+        if (!(err instanceof RepoVerificationError) || forceRefresh) throw err
+      }
+    }
+  }
+}

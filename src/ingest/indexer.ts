@@ -1,0 +1,249 @@
+import { isTid, parseMood } from '../mood.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import { Backoff, sleep } from '../retry.ts'
+import type { Store } from '../store/store.ts'
+import type { MoodOp } from '../store/moods.ts'
+import type { QuarantineEntry } from '../store/quarantine.ts'
+import { batches } from './batcher.ts'
+import type { AccountEvent, CommitEvent, IngestEvent, Source } from './events.ts'
+import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
+import { UserDirectory } from './users.ts'
+
+export interface IndexerOptions {
+  store: Store
+  source: Source
+  log?: Logger
+  metrics?: IngestMetrics
+  /** Largest batch applied at once. */
+  maxBatch?: number
+  /** Events read ahead of the store before reading pauses. */
+  highWater?: number
+  /** The cursor is saved at most this often (and always on shutdown). */
+  cursorSaveIntervalMs?: number
+  /** Backoff for a batch that fails to apply (MongoDB down): retried until it succeeds. */
+  storeBackoff?: Backoff
+}
+
+export interface IndexerState {
+  /** Last cursor whose events are durable in MongoDB. */
+  appliedCursor?: number
+  savedCursor?: number
+  lastAppliedAt?: number
+  lagSeconds: number
+  gaps: number
+  /** Set while MongoDB refuses the current batch. */
+  storeFailingSince?: number
+}
+
+const HIDE_STATUSES = new Set(['deactivated', 'takendown', 'suspended'])
+
+/**
+ * Follows a source and keeps `moods` equal to the repos: batches events, validates records,
+ * applies them idempotently, and saves the cursor only after the batch it covers is durable.
+ * A failing MongoDB stops the reading (backpressure) and the batch is retried; nothing is
+ * skipped and the cursor never passes an unapplied event.
+ */
+export class Indexer {
+  readonly state: IndexerState = { lagSeconds: 0, gaps: 0 }
+  readonly metrics: IngestMetrics
+  readonly #opts: IndexerOptions
+  readonly #log: Logger
+  readonly #users: UserDirectory
+
+  constructor(opts: IndexerOptions) {
+    this.#opts = opts
+    this.#log = (opts.log ?? silentLogger).child({ component: 'indexer' })
+    this.metrics = opts.metrics ?? createIngestMetrics()
+    this.#users = new UserDirectory(opts.store.db)
+  }
+
+  /** Runs until `signal` aborts; then flushes the cursor and resolves. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { store, source } = this.#opts
+    const from = await this.#withStoreRetry(() => store.cursors.get(source.id), signal)
+    this.state.savedCursor = from
+    this.state.appliedCursor = from
+    this.#log.info({ source: source.id, cursor: from ?? null }, from === undefined ? 'starting from the live tail' : 'resuming from saved cursor')
+    let lastSave = Date.now()
+    let reconnectsSeen = source.stats.reconnects
+
+    try {
+      for await (const batch of batches(source.events(signal, from), { maxSize: this.#opts.maxBatch ?? 1000, highWater: this.#opts.highWater ?? 5000 })) {
+        const applied = await this.#withStoreRetry(() => this.#apply(batch), signal)
+        if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
+        const cursor = lastCursor(batch)
+        if (cursor !== undefined) this.state.appliedCursor = cursor
+        this.metrics.connected.set(source.stats.connected ? 1 : 0)
+        this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)
+        reconnectsSeen = source.stats.reconnects
+        if (Date.now() - lastSave >= (this.#opts.cursorSaveIntervalMs ?? 1000)) {
+          await this.#saveCursor(signal)
+          lastSave = Date.now()
+        }
+      }
+    } finally {
+      await this.#saveCursor(signal, true)
+    }
+  }
+
+  async #saveCursor(signal: AbortSignal, final = false): Promise<void> {
+    const cursor = this.state.appliedCursor
+    if (cursor === undefined || cursor === this.state.savedCursor) return
+    const save = () => this.#opts.store.cursors.save(this.#opts.source.id, cursor)
+    // On shutdown, one try: if MongoDB is down the cursor stays behind, which only means replay.
+    if (final) await save().catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not save the cursor on shutdown'))
+    else if ((await this.#withStoreRetry(save, signal)) === undefined) return
+    else this.#log.debug({ cursor }, 'cursor saved')
+    if (!final || this.state.savedCursor !== cursor) {
+      this.state.savedCursor = cursor
+      this.metrics.cursor.set(cursor)
+    }
+  }
+
+  /** Retries `work` with backoff while MongoDB fails; undefined when aborted first. */
+  async #withStoreRetry<T>(work: () => Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+    const backoff = this.#opts.storeBackoff ?? new Backoff({ baseMs: 200, maxMs: 10_000 })
+    for (;;) {
+      try {
+        const value = await work()
+        if (this.state.storeFailingSince !== undefined) this.#log.info('MongoDB is back; resuming')
+        this.state.storeFailingSince = undefined
+        return value
+      } catch (err) {
+        if (signal.aborted) return undefined
+        this.metrics.storeErrors.inc()
+        this.state.storeFailingSince ??= Date.now()
+        const delay = backoff.next()
+        this.#log.error({ err: (err as Error).message, retryInMs: Math.round(delay) }, 'MongoDB write failed; reading paused, retrying')
+        await sleep(delay, signal)
+        if (signal.aborted) return undefined
+      }
+    }
+  }
+
+  async #apply(batch: IngestEvent[]): Promise<true> {
+    const started = performance.now()
+    const { store, source } = this.#opts
+    const quarantine: QuarantineEntry[] = []
+    const dids = batch.filter((e): e is CommitEvent => e.kind === 'commit').map((e) => e.did)
+    const users = dids.length > 0 ? await this.#users.resolve(dids) : new Map<string, string | null>()
+    let ops: MoodOp[] = []
+    const flush = async () => {
+      if (ops.length === 0) return
+      const result = await store.moods.apply(ops)
+      for (const [name, n] of Object.entries(result)) if (n > 0) this.metrics.applied.inc({ result: name }, n)
+      ops = []
+    }
+
+    for (const event of batch) {
+      this.metrics.received.inc({ kind: event.kind })
+      switch (event.kind) {
+        case 'commit':
+          for (const op of event.ops) {
+            if (!isTid(op.rkey)) {
+              quarantine.push({ source: source.id, reason: `record key ${JSON.stringify(op.rkey)} is not a TID (lexicon key: tid)`, did: event.did, rkey: op.rkey, cursor: event.cursor, ...(op.action === 'upsert' ? { cid: op.cid, raw: rawOf(op.record) } : {}) })
+              continue
+            }
+            if (op.action === 'delete') {
+              ops.push({ kind: 'delete', did: event.did, rkey: op.rkey, rev: event.rev })
+              continue
+            }
+            const parsed = parseMood(op.record)
+            if (!parsed.ok) {
+              quarantine.push({ source: source.id, reason: parsed.reason, did: event.did, rkey: op.rkey, cid: op.cid, cursor: event.cursor, raw: rawOf(op.record) })
+              continue
+            }
+            ops.push({ kind: 'upsert', did: event.did, rkey: op.rkey, rev: event.rev, cid: op.cid, mood: parsed.value, user: users.get(event.did) ?? null })
+          }
+          break
+        case 'account':
+          // Order matters per DID: what came before the status change is applied first.
+          await flush()
+          await this.#account(event)
+          break
+        case 'identity':
+          this.#users.invalidate(event.did)
+          break
+        case 'invalid':
+          quarantine.push({ source: source.id, reason: event.reason, did: event.did, rkey: event.rkey, cid: event.cid, cursor: event.cursor, raw: event.raw })
+          break
+        case 'gap': {
+          await flush()
+          const queued = await store.gaps.record({ source: source.id, reason: event.reason, requested: event.requested, cursor: event.cursor }, event.dids)
+          this.state.gaps++
+          this.metrics.gaps.inc()
+          this.#log.error({ reason: event.reason, requested: event.requested, reposQueuedForBackfill: queued }, 'GAP: events were missed; repos queued for backfill (run moodsync backfill)')
+          break
+        }
+        case 'skip':
+          break
+      }
+    }
+    await flush()
+    await store.quarantine.add(dropUndefined(quarantine))
+    for (const entry of quarantine) {
+      this.metrics.quarantined.inc({ kind: entry.rkey !== undefined ? 'record' : 'event' })
+      this.#log.warn({ reason: entry.reason, did: entry.did, rkey: entry.rkey, cursor: entry.cursor }, 'quarantined')
+    }
+
+    const now = Date.now()
+    const emitted = lastEmitted(batch)
+    if (emitted !== undefined) this.state.lagSeconds = Math.max(0, (now - emitted) / 1000)
+    this.state.lastAppliedAt = now
+    this.metrics.lag.set(this.state.lagSeconds)
+    this.metrics.batchSize.observe(batch.length)
+    this.metrics.applySeconds.observe((performance.now() - started) / 1000)
+    return true
+  }
+
+  async #account(event: AccountEvent): Promise<void> {
+    const moods = this.#opts.store.moods
+    let action: string
+    let changed = 0
+    if (event.active) {
+      action = 'restore'
+      changed = await moods.restoreDid(event.did)
+    } else if (event.status === 'deleted') {
+      action = 'delete'
+      changed = await moods.deleteDid(event.did)
+    } else if (event.status !== undefined && HIDE_STATUSES.has(event.status)) {
+      action = 'hide'
+      changed = await moods.hideDid(event.did, event.status)
+    } else {
+      action = 'ignore'
+    }
+    this.metrics.accounts.inc({ action })
+    this.#log.info({ did: event.did, active: event.active, status: event.status, action, moods: changed }, 'account status')
+  }
+}
+
+function lastCursor(batch: readonly IngestEvent[]): number | undefined {
+  for (let i = batch.length - 1; i >= 0; i--) {
+    const cursor = batch[i]!.cursor
+    if (cursor !== undefined) return cursor
+  }
+  return undefined
+}
+
+function lastEmitted(batch: readonly IngestEvent[]): number | undefined {
+  for (let i = batch.length - 1; i >= 0; i--) {
+    const event = batch[i]!
+    if ('emittedAt' in event && event.emittedAt !== undefined) return event.emittedAt
+  }
+  return undefined
+}
+
+function rawOf(record: unknown): string | undefined {
+  try {
+    const text = JSON.stringify(record)
+    return text === undefined ? undefined : text.length > 2048 ? `${text.slice(0, 2048)}…(${text.length} chars)` : text
+  } catch {
+    return undefined
+  }
+}
+
+/** MongoDB stores `undefined` as null; entries keep only the fields they have. */
+function dropUndefined(entries: QuarantineEntry[]): QuarantineEntry[] {
+  return entries.map((e) => Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)) as QuarantineEntry)
+}
+

@@ -1,0 +1,126 @@
+import { MOOD_NSID } from '../mood.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import type { Backoff } from '../retry.ts'
+import { truncate, type IngestEvent, type Source, type SourceStats } from './events.ts'
+import { websocketFeed } from './websocket-feed.ts'
+
+export interface JetstreamSourceOptions {
+  /** A Jetstream v1 `/subscribe` endpoint. */
+  url: string
+  log?: Logger
+  /** How far back the server replays; an older cursor is clamped by it silently. */
+  windowUs?: number
+  /** Resume this far before the last event seen (Jetstream's advice for instance failover). */
+  rewindUs?: number
+  backoff?: Backoff
+  highWater?: number
+}
+
+/** Public instances keep about 36 hours; assume a little less to warn before it bites. */
+const DEFAULT_WINDOW_US = 24 * 3600 * 1_000_000
+
+/** Jetstream v1: JSON events, cursor = `time_us`, filtered to our collection by the server. */
+export class JetstreamSource implements Source {
+  readonly id: string
+  readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
+  readonly #opts: JetstreamSourceOptions
+  readonly #log: Logger
+
+  constructor(opts: JetstreamSourceOptions) {
+    this.#opts = opts
+    this.#log = (opts.log ?? silentLogger).child({ source: 'jetstream' })
+    this.id = `jetstream:${opts.url}`
+  }
+
+  async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
+    let cursor = from
+    const windowUs = this.#opts.windowUs ?? DEFAULT_WINDOW_US
+    let gap: IngestEvent | undefined
+    const url = () => {
+      const u = new URL(this.#opts.url)
+      u.searchParams.set('wantedCollections', MOOD_NSID)
+      if (cursor !== undefined) {
+        const resumeAt = Math.max(0, cursor - (this.#opts.rewindUs ?? 0))
+        u.searchParams.set('cursor', String(resumeAt))
+        const nowUs = Date.now() * 1000
+        if (nowUs - resumeAt > windowUs) {
+          // The server will clamp this cursor without a word: whatever came before is lost.
+          gap = { kind: 'gap', reason: `cursor ${resumeAt} is older than the replay window (${Math.round(windowUs / 3.6e9)} h)`, requested: resumeAt }
+        }
+      }
+      return u.toString()
+    }
+
+    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater })) {
+      if (gap) {
+        yield gap
+        gap = undefined
+      }
+      const event = parseJetstreamEvent(message.data.toString('utf8'))
+      if (event.cursor !== undefined) cursor = event.cursor
+      yield event
+    }
+  }
+}
+
+const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$/
+
+/** One Jetstream v1 text frame to an event. Never throws: bad input becomes `invalid`. */
+export function parseJetstreamEvent(text: string): IngestEvent {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    return { kind: 'invalid', reason: `malformed JSON: ${(err as Error).message}`, raw: truncate(text) }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { kind: 'invalid', reason: 'event is not a JSON object', raw: truncate(text) }
+  }
+  const ev = value as Record<string, unknown>
+  const cursor = Number.isSafeInteger(ev.time_us) && (ev.time_us as number) > 0 ? (ev.time_us as number) : undefined
+  const bad = (reason: string, extra: { rkey?: string } = {}): IngestEvent => ({
+    kind: 'invalid',
+    cursor,
+    reason,
+    did: typeof ev.did === 'string' ? ev.did : undefined,
+    ...extra,
+    raw: truncate(text),
+  })
+  if (cursor === undefined) return bad('time_us is missing or not a positive integer')
+  if (typeof ev.did !== 'string' || !DID.test(ev.did)) return bad('did is missing or not a DID')
+  const did = ev.did
+  const emittedAt = cursor / 1000
+
+  switch (ev.kind) {
+    case 'commit': {
+      const c = ev.commit as Record<string, unknown> | undefined
+      if (typeof c !== 'object' || c === null) return bad('commit event without a commit object')
+      if (c.collection !== MOOD_NSID) return { kind: 'skip', cursor, emittedAt }
+      const rkey = c.rkey
+      if (typeof rkey !== 'string' || rkey.length === 0) return bad('commit.rkey is missing')
+      if (typeof c.rev !== 'string' || c.rev.length === 0) return bad('commit.rev is missing', { rkey })
+      if (c.operation === 'delete') {
+        return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'delete', rkey }], emittedAt }
+      }
+      if (c.operation !== 'create' && c.operation !== 'update') return bad(`unknown commit operation ${JSON.stringify(c.operation)}`, { rkey })
+      if (typeof c.cid !== 'string' || c.cid.length === 0) return bad(`${c.operation} without a cid`, { rkey })
+      if (c.record === undefined) return bad(`${c.operation} without a record`, { rkey })
+      return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'upsert', rkey, cid: c.cid, record: c.record }], emittedAt }
+    }
+    case 'account': {
+      const a = ev.account as Record<string, unknown> | undefined
+      if (typeof a !== 'object' || a === null || typeof a.active !== 'boolean') return bad('account event without account.active')
+      const event: IngestEvent = { kind: 'account', cursor, did, active: a.active, emittedAt }
+      if (typeof a.status === 'string') event.status = a.status
+      return event
+    }
+    case 'identity': {
+      const i = ev.identity as Record<string, unknown> | undefined
+      const event: IngestEvent = { kind: 'identity', cursor, did, emittedAt }
+      if (typeof i?.handle === 'string') event.handle = i.handle
+      return event
+    }
+    default:
+      return bad(`unknown event kind ${JSON.stringify(ev.kind)}`)
+  }
+}

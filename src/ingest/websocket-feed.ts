@@ -1,0 +1,111 @@
+import WebSocket from 'ws'
+import type { Logger } from '../logger.ts'
+import { Backoff, sleep } from '../retry.ts'
+import type { SourceStats } from './events.ts'
+
+export interface Message {
+  data: Buffer
+  isBinary: boolean
+}
+
+export interface FeedOptions {
+  /** Recomputed for every connection, so a reconnect resumes from the latest cursor. */
+  url: () => string
+  signal: AbortSignal
+  stats: SourceStats
+  log: Logger
+  backoff?: Backoff
+  /** Messages buffered before the socket is paused (TCP backpressure, not memory). */
+  highWater?: number
+  /** A frame larger than this closes the connection; records are far smaller. */
+  maxPayload?: number
+  /** A connection that stays up this long resets the backoff. */
+  stableAfterMs?: number
+}
+
+/**
+ * The messages of a WebSocket that reconnects forever (until `signal` aborts), with backoff
+ * and jitter. Reading pauses while the consumer is behind, so memory stays bounded. A new
+ * connection is opened only after every message of the old one has been consumed, so the
+ * caller's cursor (read through `url()`) is exact.
+ */
+export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message> {
+  const { signal, stats, log } = opts
+  const backoff = opts.backoff ?? new Backoff()
+  const highWater = opts.highWater ?? 1000
+  const lowWater = Math.floor(highWater / 2)
+  let first = true
+
+  while (!signal.aborted) {
+    if (!first) {
+      const delay = backoff.next()
+      log.info({ delayMs: Math.round(delay), attempt: backoff.attempt }, 'reconnecting')
+      await sleep(delay, signal)
+      if (signal.aborted) break
+      stats.reconnects++
+    }
+    first = false
+
+    const queue: Message[] = []
+    let closed = false
+    let wake: (() => void) | undefined
+    const notify = () => {
+      wake?.()
+      wake = undefined
+    }
+    const url = opts.url()
+    const socket = new WebSocket(url, { maxPayload: opts.maxPayload ?? 8 * 1024 * 1024 })
+    let paused = false
+    let stableTimer: NodeJS.Timeout | undefined
+    socket.on('open', () => {
+      stats.connected = true
+      stats.disconnectedSince = undefined
+      log.info({ url: url.replace(/([?&]cursor=)\d+/, '$1…') }, 'connected')
+      stableTimer = setTimeout(() => backoff.reset(), opts.stableAfterMs ?? 10_000)
+    })
+    socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      stats.framesReceived++
+      const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+      queue.push({ data: buf, isBinary })
+      if (!paused && queue.length >= highWater) {
+        paused = true
+        socket.pause()
+      }
+      notify()
+    })
+    socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'))
+    socket.on('close', (code, reason) => {
+      closed = true
+      clearTimeout(stableTimer)
+      if (stats.connected || stats.disconnectedSince === undefined) stats.disconnectedSince = Date.now()
+      stats.connected = false
+      if (!signal.aborted) log.warn({ code, reason: reason.toString() }, 'disconnected')
+      notify()
+    })
+    const onAbort = () => {
+      socket.terminate()
+      notify()
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+
+    try {
+      for (;;) {
+        const message = queue.shift()
+        if (message) {
+          if (paused && queue.length <= lowWater) {
+            paused = false
+            socket.resume()
+          }
+          yield message
+          continue
+        }
+        if (closed || signal.aborted) break
+        await new Promise<void>((resolve) => (wake = resolve))
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      clearTimeout(stableTimer)
+      if (!closed) socket.terminate()
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { silentLogger, type Logger } from '../logger.ts'
+import type { Registry } from './metrics.ts'
+
+export interface HealthReport {
+  healthy: boolean
+  [detail: string]: unknown
+}
+
+export interface OpsServerOptions {
+  host: string
+  port: number
+  registry: Registry
+  health: () => HealthReport
+  log?: Logger
+}
+
+/** The operator's window: GET /healthz (200 or 503, JSON) and GET /metrics (Prometheus text). */
+export class OpsServer {
+  readonly #opts: OpsServerOptions
+  #server?: Server
+
+  constructor(opts: OpsServerOptions) {
+    this.#opts = opts
+  }
+
+  async start(): Promise<string> {
+    const log = this.#opts.log ?? silentLogger
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0]
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { allow: 'GET, HEAD' }).end()
+      } else if (path === '/healthz') {
+        const report = this.#opts.health()
+        res.writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(report)}\n`)
+      } else if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.#opts.registry.render())
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n')
+      }
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#opts.port, this.#opts.host, () => resolve())
+    })
+    this.#server = server
+    const url = this.url
+    log.info({ url }, 'health and metrics listening')
+    return url
+  }
+
+  get url(): string {
+    const address = this.#server?.address() as AddressInfo | null
+    if (!address) throw new Error('ops server is not started')
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `http://${host}:${address.port}`
+  }
+
+  async destroy(): Promise<void> {
+    const server = this.#server
+    if (!server) return
+    this.#server = undefined
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}

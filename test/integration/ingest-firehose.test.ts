@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MOOD_NSID } from '../../src/mood.ts'
+import { COLLECTIONS, type MoodDoc, type QuarantineDoc } from '../../src/store/collections.ts'
+import type { IngestService } from '../../src/ingest/service.ts'
+import { startIngest } from '../rig/ingest.ts'
+import { useTestDb } from '../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { waitFor } from '../rig/wait.ts'
+
+const t = useTestDb('ingest_firehose')
+
+describe('ingest from a real PDS firehose', () => {
+  let network: TestNetwork
+  let alice: TestAccount
+  let bob: TestAccount
+  let service: IngestService
+  const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
+  const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
+  const env = () => ({ MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
+
+  beforeAll(async () => {
+    network = await TestNetwork.start()
+    alice = await network.createAccount('alice')
+    bob = await network.createAccount('bob')
+    await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|alice' as never, atproto: { did: alice.did, password: alice.password } })
+    service = await startIngest(t, env())
+    await waitFor(() => service.source.stats.connected, { what: 'the firehose connection' })
+  })
+  afterAll(async () => {
+    await service?.destroy()
+    await network?.stop()
+  })
+
+  const post = async (who: TestAccount, mood: string) => {
+    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
+    return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
+  }
+
+  it('a mood created with @atproto/api appears, changes and is deleted in MongoDB', async () => {
+    const { rkey, cid } = await post(alice, 'made on the PDS')
+    const doc = await waitFor(() => byRkey(alice.did, rkey).then((d) => d ?? undefined), { what: 'the new mood in MongoDB' })
+    expect(doc).toMatchObject({ user: 'auth0|alice', mood: 'made on the PDS', atproto: { did: alice.did, rkey, cid } })
+    expect(doc.deleted).toBeUndefined()
+
+    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, mood: 'edited', when: new Date().toISOString() } })
+    await waitFor(async () => (await byRkey(alice.did, rkey))?.atproto?.cid === put.data.cid, { what: 'the update' })
+    expect((await byRkey(alice.did, rkey))?.mood).toBe('edited')
+
+    await alice.agent.com.atproto.repo.deleteRecord({ repo: alice.did, collection: MOOD_NSID, rkey })
+    await waitFor(async () => (await byRkey(alice.did, rkey))?.deleted === true, { what: 'the delete' })
+    expect(await moods().countDocuments({ 'atproto.rkey': rkey })).toBe(1)
+  })
+
+  it('a mood from a DID that is no platform user is kept with user: null', async () => {
+    const { rkey } = await post(bob, 'from another client')
+    const doc = await waitFor(() => byRkey(bob.did, rkey).then((d) => d ?? undefined), { what: "bob's mood" })
+    expect(doc.user).toBeNull()
+  })
+
+  it('invalid records go to quarantine with their reason, and the next valid mood still arrives', async () => {
+    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 12345, when: 'yesterday' } })
+    const badRkey = bad.data.uri.split('/').pop()!
+    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: 'self', record: { $type: MOOD_NSID, mood: 'wrong key', when: new Date().toISOString() } })
+    const long = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'x'.repeat(6000), when: new Date().toISOString() } })
+    const longRkey = long.data.uri.split('/').pop()!
+    const good = await post(alice, 'still flowing')
+
+    await waitFor(() => byRkey(alice.did, good.rkey).then((d) => d ?? undefined), { what: 'the valid mood after the bad ones' })
+    const q = t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine)
+    const entry = await q.findOne({ did: alice.did, rkey: badRkey })
+    expect(entry?.reason).toMatch(/string/i)
+    expect(entry?.cid).toBe(bad.data.cid)
+    expect((await q.findOne({ did: alice.did, rkey: 'self' }))?.reason).toMatch(/not a TID/)
+    expect((await q.findOne({ did: alice.did, rkey: longRkey }))?.reason).toMatch(/grapheme|too big/)
+    expect(await byRkey(alice.did, badRkey)).toBeNull()
+    expect(service.indexer.metrics.quarantined.get({ kind: 'record' })).toBeGreaterThanOrEqual(3)
+  })
+
+  it('serves /healthz and /metrics', async () => {
+    const health = await fetch(`${service.ops.url}/healthz`)
+    expect(health.status).toBe(200)
+    expect(await health.json()).toMatchObject({ healthy: true, connected: true, source: `firehose:${network.firehoseUrl}` })
+    const metrics = await (await fetch(`${service.ops.url}/metrics`)).text()
+    expect(metrics).toMatch(/^moodsync_records_applied_total\{result="inserted"\} \d+$/m)
+    expect(metrics).toMatch(/^moodsync_quarantined_total\{kind="record"\} \d+$/m)
+    expect(metrics).toMatch(/^moodsync_apply_seconds_count \d+$/m)
+  })
+
+  it('deactivate hides, activate restores, takedown hides, account deletion deletes', async () => {
+    const kept = await post(alice, 'survives the round trips')
+    const gone = await post(alice, 'deleted while hidden')
+    await waitFor(() => byRkey(alice.did, gone.rkey).then((d) => d ?? undefined), { what: 'the moods' })
+    const live = () => moods().countDocuments({ 'atproto.did': alice.did, deleted: { $ne: true } })
+    const liveBefore = await live()
+    expect(liveBefore).toBeGreaterThanOrEqual(2)
+
+    await alice.agent.com.atproto.server.deactivateAccount({})
+    await waitFor(async () => (await live()) === 0, { what: 'moods hidden on deactivation' })
+    expect(await byRkey(alice.did, kept.rkey)).toMatchObject({ deleted: true, mood: 'survives the round trips', atproto: { hidden: 'deactivated' } })
+
+    await alice.agent.com.atproto.server.activateAccount()
+    await waitFor(async () => (await live()) === liveBefore, { what: 'moods restored on activation' })
+    expect((await byRkey(alice.did, kept.rkey))?.atproto?.hidden).toBeUndefined()
+
+    const admin = { headers: network.adminHeaders(), encoding: 'application/json' as const }
+    const subject = { $type: 'com.atproto.admin.defs#repoRef', did: alice.did }
+    await network.net.pds.getAgent().com.atproto.admin.updateSubjectStatus({ subject, takedown: { applied: true, ref: 'test' } }, admin)
+    await waitFor(async () => (await live()) === 0, { what: 'moods hidden on takedown' })
+    expect((await byRkey(alice.did, kept.rkey))?.atproto?.hidden).toBe('takendown')
+    await network.net.pds.getAgent().com.atproto.admin.updateSubjectStatus({ subject, takedown: { applied: false } }, admin)
+    await waitFor(async () => (await live()) === liveBefore, { what: 'moods restored after the takedown is lifted' })
+
+    await network.net.pds.getAgent().com.atproto.admin.deleteAccount({ did: alice.did }, admin)
+    await waitFor(async () => (await live()) === 0, { what: 'moods deleted with the account' })
+    expect(await moods().countDocuments({ 'atproto.did': alice.did, 'atproto.hidden': { $exists: true } })).toBe(0)
+  })
+
+  it('replaying the whole stream again leaves MongoDB byte-for-byte the same', async () => {
+    // Let the service settle, then stop it so the saved cursor covers everything applied.
+    const marker = await post(bob, 'marker')
+    await waitFor(() => byRkey(bob.did, marker.rkey).then((d) => d ?? undefined), { what: 'the marker' })
+    await service.destroy()
+    const saved = service.indexer.state.savedCursor
+    expect(saved).toBeGreaterThan(0)
+    const snapshot = async () =>
+      JSON.stringify(
+        await Promise.all(
+          [COLLECTIONS.moods, COLLECTIONS.quarantine].map((name) => t.db.collection(name).find().sort({ _id: 1 }).toArray()),
+        ),
+      )
+    const before = await snapshot()
+
+    // Rewind the cursor to the start of the PDS's stream and replay everything.
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${network.firehoseUrl}` as never }, { $set: { cursor: 0 } })
+    service = await startIngest(t, env())
+    await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved!, { what: 'the replay to reach the old cursor' })
+    expect(await snapshot()).toBe(before)
+    expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
+  })
+})
+

@@ -1,0 +1,13 @@
+import { parseConfig, type Env } from '../../src/config.ts'
+import { IngestService } from '../../src/ingest/service.ts'
+import type { Source } from '../../src/ingest/events.ts'
+import { createLogger, type Logger } from '../../src/logger.ts'
+import type { TestDb } from './mongo.ts'
+
+/** An IngestService on the test database, health listener on a free loopback port. */
+export async function startIngest(db: TestDb, env: Env, opts: { source?: Source; log?: Logger } = {}): Promise<IngestService> {
+  const config = parseConfig({ MONGODB_URI: db.uri, MONGODB_DB: db.name, MOODSYNC_HTTP_PORT: '0', LOG_LEVEL: 'warn', ...env })
+  const service = new IngestService({ config, log: opts.log ?? createLogger({ level: 'silent' }), source: opts.source })
+  await service.start()
+  return service
+}
