@@ -1,0 +1,140 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { MOOD_NSID } from '../../src/mood.ts'
+import { COLLECTIONS } from '../../src/store/collections.ts'
+import { ensureIndexes } from '../../src/store/indexes.ts'
+import { startIngest } from '../rig/ingest.ts'
+import { useTestDb } from '../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { compareWithRepos, inSync } from '../rig/repos.ts'
+import { TcpProxy } from '../rig/tcp-proxy.ts'
+import { waitFor } from '../rig/wait.ts'
+
+const t = useTestDb('ingest_resilience')
+const CRASH_TRIALS = Number(process.env.MOODSYNC_CRASH_TRIALS ?? 5)
+
+/** Writes moods (creates, edits, deletes) until stopped; returns how many ops it made. */
+function churn(accounts: readonly TestAccount[]) {
+  let stop = false
+  let ops = 0
+  const done = (async () => {
+    const live: { who: TestAccount; rkey: string }[] = []
+    while (!stop) {
+      const who = accounts[ops % accounts.length]!
+      const roll = Math.random()
+      if (roll < 0.15 && live.length > 0) {
+        const [victim] = live.splice(Math.floor(Math.random() * live.length), 1)
+        await victim!.who.agent.com.atproto.repo.deleteRecord({ repo: victim!.who.did, collection: MOOD_NSID, rkey: victim!.rkey })
+      } else if (roll < 0.3 && live.length > 0) {
+        const target = live[Math.floor(Math.random() * live.length)]!
+        await target.who.agent.com.atproto.repo.putRecord({ repo: target.who.did, collection: MOOD_NSID, rkey: target.rkey, record: { $type: MOOD_NSID, mood: `edit ${ops}`, when: new Date().toISOString() } })
+      } else {
+        const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: `mood ${ops}`, when: new Date().toISOString() } })
+        live.push({ who, rkey: res.data.uri.split('/').pop()! })
+      }
+      ops++
+    }
+  })()
+  return {
+    stop: async () => {
+      stop = true
+      await done
+      return ops
+    },
+  }
+}
+
+describe('ingest resilience', () => {
+  let network: TestNetwork
+  let accounts: TestAccount[]
+  beforeAll(async () => {
+    network = await TestNetwork.start()
+    accounts = [await network.createAccount('crash1'), await network.createAccount('crash2')]
+    await ensureIndexes(t.db)
+  })
+  afterAll(() => network?.stop())
+
+  it(`survives kill -9 at random moments (${CRASH_TRIALS} trials): nothing missing, doubled or stale`, async () => {
+    const sourceId = `firehose:${network.firehoseUrl}`
+    // Start from the beginning of the PDS stream so nothing written before the first start is missed.
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: sourceId as never }, { $set: { cursor: 0 } }, { upsert: true })
+    const env = { ...process.env, MONGODB_URI: t.uri, MONGODB_DB: t.name, MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_HTTP_PORT: '0', LOG_LEVEL: 'warn' }
+    const spawnIngest = (): ChildProcess => spawn(process.execPath, ['bin/moodsync.js', 'ingest'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+    const writer = churn(accounts)
+    const kills: number[] = []
+    try {
+      for (let trial = 0; trial < CRASH_TRIALS; trial++) {
+        const child = spawnIngest()
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        // Let it run a random while (it starts, replays, applies, saves cursors), then kill -9.
+        const lifetime = 400 + Math.random() * 2000
+        await new Promise((resolve) => setTimeout(resolve, lifetime))
+        child.kill('SIGKILL')
+        await exited
+        kills.push(Math.round(lifetime))
+      }
+    } finally {
+      await writer.stop()
+    }
+    // A last run with no more writes must converge to exactly the repos' state.
+    const child = spawnIngest()
+    let stderr = ''
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+    try {
+      const comparison = await waitFor(async () => {
+        const c = await compareWithRepos(t.db, accounts)
+        return inSync(c) ? c : undefined
+      }, { timeoutMs: 90_000, what: `MongoDB to converge after ${kills.length} kills at ${kills.join(', ')} ms` }).catch(async (err) => {
+        throw new Error(`${(err as Error).message}\n${JSON.stringify(await compareWithRepos(t.db, accounts))}\n${stderr.slice(-2000)}`)
+      })
+      expect(comparison).toEqual({ missing: [], extra: [], stale: [], duplicates: [] })
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+    }
+    expect(await t.db.collection(COLLECTIONS.moods).countDocuments({ 'atproto.did': { $in: accounts.map((a) => a.did) } })).toBeGreaterThan(0)
+  })
+
+  it('MongoDB stopped and restarted mid-stream: it converges, and the cursor never passes an unapplied event', async () => {
+    const mongo = new URL(t.uri)
+    const proxy = await TcpProxy.start({ host: mongo.hostname, port: Number(mongo.port || 27017) })
+    const proxied = new URL(t.uri)
+    proxied.port = String(proxy.port)
+    proxied.searchParams.set('directConnection', 'true')
+    proxied.searchParams.set('serverSelectionTimeoutMS', '2000')
+    const db = { ...t, uri: proxied.toString(), name: `${t.name}_outage` }
+    await t.client.db(db.name).collection(COLLECTIONS.cursors).insertOne({ _id: `firehose:${network.firehoseUrl}` as never, cursor: 0, updatedAt: new Date() })
+    const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
+    const state = service.indexer.state
+    const violations: string[] = []
+    const watch = setInterval(() => {
+      if ((state.savedCursor ?? 0) > (state.appliedCursor ?? 0)) violations.push(`saved ${state.savedCursor} > applied ${state.appliedCursor}`)
+    }, 5)
+    try {
+      const outageDb = t.client.db(db.name)
+      await waitFor(() => state.appliedCursor !== undefined && state.appliedCursor > 0, { what: 'the replay to start' })
+      await proxy.down()
+      const appliedAtOutage = state.appliedCursor
+      const writer = churn(accounts)
+      await waitFor(() => state.storeFailingSince !== undefined, { what: 'the indexer to notice MongoDB is down' })
+      const ops = await writer.stop()
+      expect(ops).toBeGreaterThan(0)
+      // Nothing can be applied while MongoDB is down, so the applied cursor must not move.
+      expect(state.appliedCursor).toBe(appliedAtOutage)
+      const health = await (await fetch(`${service.ops.url}/healthz`)).json()
+      expect(health).toMatchObject({ storeFailing: true })
+
+      await proxy.up()
+      await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 60_000, what: 'convergence after MongoDB came back' })
+      expect(state.storeFailingSince).toBeUndefined()
+      expect(service.indexer.metrics.storeErrors.get()).toBeGreaterThan(0)
+    } finally {
+      clearInterval(watch)
+      await service.destroy()
+      await proxy.stop()
+      await t.client.db(db.name).dropDatabase()
+    }
+    expect(violations).toEqual([])
+  })
+})
