@@ -1,0 +1,22 @@
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { describe, expect, inject, it } from 'vitest'
+
+const run = promisify(execFile)
+
+describe('npm start (scripts/demo.ts)', () => {
+  for (const source of ['firehose', 'jetstream']) {
+    it(`shows moods from a plain client arriving in MongoDB (${source}) and stops cleanly`, async () => {
+      const { stdout } = await run(process.execPath, ['scripts/demo.ts', '--once', '--source', source], {
+        env: { ...process.env, MONGODB_URI: inject('mongoUri') },
+        timeout: 110_000,
+      })
+      expect(stdout.match(/-> MongoDB after \d+ ms/g)).toHaveLength(5)
+      expect(stdout).toMatch(/"user":"auth0\|alice","mood":"morning light/)
+      expect(stdout).toMatch(/"user":null,"mood":"posted from another ATProto app/)
+      expect(stdout).toMatch(/"deleted":true/)
+      expect(stdout).toMatch(/2 live, 1 deleted/)
+      expect(stdout.trim().split('\n').pop()?.trim()).toBe('stopped cleanly')
+    })
+  }
+})
