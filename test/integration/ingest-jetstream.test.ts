@@ -115,7 +115,7 @@ describe('ingest from Jetstream (v1 /subscribe)', () => {
       const source = new JetstreamSource({ url: windowed.url, windowUs: 60_000_000 })
       const oldCursor = (Date.now() - 3_600_000) * 1000
       await t.db.collection(COLLECTIONS.cursors).insertOne({ _id: source.id as never, cursor: oldCursor, updatedAt: new Date() })
-      service = await startIngest(t, {}, { source })
+      service = await startIngest(t, { MOODSYNC_MAX_DISCONNECTED_SECONDS: '0.5' }, { source })
       await waitFor(() => windowed.connections === 1, { what: 'the connection' })
       windowed.publish({ did: alice.did, kind: 'identity', identity: { did: alice.did, handle: 'alice.test', seq: 1, time: new Date().toISOString() } })
       await waitFor(() => service.indexer.state.gaps === 1, { what: 'the gap' })
@@ -127,6 +127,14 @@ describe('ingest from Jetstream (v1 /subscribe)', () => {
       const health = await (await fetch(`${service.ops.url}/healthz`)).json()
       expect(health).toMatchObject({ gapsDetected: 1 })
       expect(await (await fetch(`${service.ops.url}/metrics`)).text()).toMatch(/^moodsync_gaps_total 1$/m)
+
+      // The server goes away: after MOODSYNC_MAX_DISCONNECTED_SECONDS /healthz says so with a 503.
+      await windowed.stop()
+      const unhealthy = await waitFor(async () => {
+        const res = await fetch(`${service.ops.url}/healthz`)
+        return res.status === 503 ? res.json() : undefined
+      }, { what: '/healthz to report the disconnection' })
+      expect(unhealthy).toMatchObject({ healthy: false, connected: false, problems: [expect.stringMatching(/^disconnected for/)] })
     } finally {
       await service.destroy()
       await windowed.stop()
