@@ -31,7 +31,8 @@ export function parseMood(input: unknown): MoodParse {
     // Older records carry the MongoDB id under `mongoId`; validate it by the rules of `ref`.
     candidate.ref = record.mongoId
   }
-  const result = lexMood.$safeParse(candidate)
+  // Validate, not parse: parse builds (and drops) an error object for every absent optional field.
+  const result = lexMood.$safeValidate(candidate)
   if (!result.success) {
     return { ok: false, reason: result.message.replace(/\$\.ref\b/, record.ref === undefined && record.mongoId !== undefined ? '$.mongoId' : '$.ref') }
   }
