@@ -3,7 +3,7 @@
  * `time_us`, firehose `seq`); resuming from an event's cursor replays that event and what
  * follows. Sources only parse the wire; validation and storage happen downstream.
  */
-export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | SkipEvent
+export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | ResyncEvent | SkipEvent
 
 export interface RecordWrite {
   action: 'upsert'
@@ -68,8 +68,14 @@ export interface GapEvent {
   reason: string
   /** The cursor we asked for, when the gap is about resuming. */
   requested?: number
-  /** Repos known to need a backfill; absent means every repo we index. */
-  dids?: string[]
+}
+
+/** One repo announced its whole state (`#sync`, e.g. on reactivation): read it again. */
+export interface ResyncEvent {
+  kind: 'resync'
+  cursor: number
+  did: string
+  reason: string
 }
 
 /** An event with nothing for us (another collection) that still moves the cursor. */

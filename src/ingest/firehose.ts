@@ -1,6 +1,6 @@
 import { decodeAll } from '@atproto/lex-cbor'
 import type { IdResolver } from '@atproto/identity'
-import { cborToLexRecord, readCar, RepoVerificationError, verifyProofs } from '@atproto/repo'
+import { cborToLexRecord, readCar, readCarWithRoot, RepoVerificationError, verifyProofs } from '@atproto/repo'
 import { MOOD_NSID } from '../mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
@@ -24,6 +24,19 @@ interface RepoOp {
 }
 
 const PREFIX = `${MOOD_NSID}/`
+/** The CID of an MST with no entries: the data root of every new repo. */
+const EMPTY_MST = 'bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm'
+
+async function isEmptyRepo(blocks: unknown): Promise<boolean> {
+  if (!(blocks instanceof Uint8Array)) return false
+  try {
+    const car = await readCarWithRoot(blocks)
+    const commit = cborToLexRecord(car.blocks.get(car.root) as Uint8Array) as { data?: { toString(): string } }
+    return commit.data?.toString() === EMPTY_MST
+  } catch {
+    return false
+  }
+}
 
 /**
  * `subscribeRepos` frames to events. A commit's op paths say whether it touches our collection
@@ -99,7 +112,9 @@ export class FirehoseSource implements Source {
       case '#sync':
         // The repo was reset to a new state without a diff: only a backfill can tell what changed.
         if (seq === undefined || did === undefined) return [{ kind: 'invalid', cursor: seq, did, reason: 'sync frame lacks seq or did' }]
-        return [{ kind: 'gap', cursor: seq, reason: 'repo sync event: state replaced without a diff', dids: [did] }]
+        // Every new account announces its empty repo this way: nothing to catch up on.
+        if (await isEmptyRepo(body.blocks)) return [{ kind: 'skip', cursor: seq, emittedAt }]
+        return [{ kind: 'resync', cursor: seq, did, reason: 'repo sync event: state replaced without a diff' }]
       case '#info':
         if (body.name === 'OutdatedCursor') {
           return [{ kind: 'gap', reason: `firehose: OutdatedCursor${body.message ? ` (${String(body.message)})` : ''}` }]

@@ -171,12 +171,18 @@ export class Indexer {
           break
         case 'gap': {
           await flush()
-          const queued = await store.gaps.record({ source: source.id, reason: event.reason, requested: event.requested, cursor: event.cursor }, event.dids)
+          const queued = await store.gaps.record({ source: source.id, reason: event.reason, requested: event.requested, cursor: event.cursor })
           this.state.gaps++
           this.metrics.gaps.inc()
           this.#log.error({ reason: event.reason, requested: event.requested, reposQueuedForBackfill: queued }, 'GAP: events were missed; repos queued for backfill (run moodsync backfill)')
           break
         }
+        case 'resync':
+          // Routine on a relay (reactivations, repairs): that repo alone is read again.
+          await store.gaps.queueBackfill([event.did], event.reason)
+          this.metrics.resyncs.inc()
+          this.#log.warn({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
+          break
         case 'skip':
           break
       }

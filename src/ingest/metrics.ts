@@ -9,6 +9,7 @@ export function createIngestMetrics(registry = new Registry()) {
     quarantined: registry.add(new Counter('moodsync_quarantined_total', 'Records and events sent to quarantine, by kind')),
     accounts: registry.add(new Counter('moodsync_account_events_total', 'Account status changes applied, by action')),
     gaps: registry.add(new Counter('moodsync_gaps_total', 'Missed stretches of the stream detected')),
+    resyncs: registry.add(new Counter('moodsync_resyncs_total', 'Repos that announced their whole state (#sync) and were queued for backfill')),
     reconnects: registry.add(new Counter('moodsync_reconnects_total', 'Source reconnections')),
     storeErrors: registry.add(new Counter('moodsync_store_errors_total', 'Batches that failed to apply and were retried')),
     lag: registry.add(new Gauge('moodsync_lag_seconds', 'Seconds between the network emitting the last applied event and its apply')),

@@ -10,13 +10,16 @@ export const COLLECTIONS = {
   migrations: 'moodsync_migrations',
   gaps: 'moodsync_gaps',
   backfill: 'moodsync_backfill',
+  credentials: 'moodsync_credentials',
+  sessions: 'moodsync_sessions',
 } as const
 
 /** What moodsync keeps about a mood's ATProto record, under `moods.atproto`. */
 export interface AtprotoState {
   /** Repo DID. Missing only on legacy documents until the fill-DIDs migration runs. */
   did?: string
-  rkey: string
+  /** Missing only when the user has no ATProto account (state `no-account`). */
+  rkey?: string
   /** CID of the record version this document reflects. */
   cid?: string
   /** Repo revision of the commit that produced this state; orders events per record. */
@@ -26,6 +29,24 @@ export interface AtprotoState {
    * `deleted: true` for the platform's reads, and comes back when the account is active again.
    */
   hidden?: string
+  /**
+   * The writer's outbox state for moods posted through moodsync. `pending`: a change (`op`)
+   * still to write; `written`: the PDS accepted it; `confirmed`: the indexer saw the record
+   * come back with the same CID; `failed`: the PDS refused it for good (`error`); `no-account`:
+   * the user has no ATProto account. Absent on moods that only came from the network.
+   */
+  state?: 'pending' | 'written' | 'confirmed' | 'failed' | 'no-account'
+  op?: 'put' | 'delete'
+  /** For an edit: the CID of the record version it replaces (compare-and-swap on the PDS). */
+  swap?: string
+  /** Bumped on every local change, so a slow write never marks a newer change as written. */
+  version?: number
+  attempts?: number
+  nextAttemptAt?: Date
+  error?: string
+  /** A write whose answer was lost: it may have been committed; check before writing again. */
+  uncertain?: true
+  writtenAt?: Date
 }
 
 /** A document of the platform's `moods` collection (CONTRACT.md), as moodsync extends it. */

@@ -34,6 +34,10 @@ export interface ApplyResult {
   unchanged: number
   /** Ops older than the state already stored: skipped, so replays never roll a mood back. */
   stale: number
+  /** Writes of ours that the network echoed back: the outbox entry is now confirmed. */
+  confirmed: number
+  /** Ops for a mood with a local change not yet written: the local change is newer. */
+  pending: number
 }
 
 const MAX_ATTEMPTS = 5
@@ -87,8 +91,11 @@ export class MoodStore {
    */
   async apply(ops: readonly MoodOp[]): Promise<ApplyResult> {
     const latest = collapse(ops)
+    const inserted = await this.#insertNew(latest)
+    const rest = inserted.all ? [] : latest.filter((op) => !inserted.ops.has(op))
     for (let attempt = 1; ; attempt++) {
-      const plan = await this.#plan(latest)
+      const plan = await this.#plan(rest)
+      plan.result.inserted += inserted.ops.size
       if (plan.writes.length === 0) return plan.result
       try {
         const res = await this.collection.bulkWrite(plan.writes, { ordered: true })
@@ -102,8 +109,27 @@ export class MoodStore {
     }
   }
 
+  /**
+   * The common case first: a record seen for the first time. Inserting it outright lets the
+   * unique (DID, rkey) index say whether it is new, saving a lookup round trip; it can only
+   * succeed exactly where the read-then-write path would insert. Anything the index refuses
+   * (a replay, an update, a writer's pending mood) goes through that path. After any refusal
+   * the whole batch does, since a server may stop at the first error without saying so.
+   */
+  async #insertNew(ops: readonly MoodOp[]): Promise<{ ops: Set<MoodOp>; all: boolean }> {
+    const fresh = ops.filter((op): op is UpsertOp => op.kind === 'upsert' && op.mood.ref === undefined)
+    if (fresh.length === 0) return { ops: new Set(), all: false }
+    try {
+      await this.collection.insertMany(fresh.map(newDoc), { ordered: false })
+      return { ops: new Set(fresh), all: fresh.length === ops.length }
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw new StoreError('applying a batch of moods failed', { cause: err })
+      return { ops: new Set(), all: false }
+    }
+  }
+
   async #plan(ops: readonly MoodOp[]) {
-    const result: ApplyResult = { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0 }
+    const result: ApplyResult = { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0, confirmed: 0, pending: 0 }
     const writes: AnyBulkWriteOperation<MoodDoc>[] = []
     let updates = 0
     if (ops.length === 0) return { result, writes, updates }
@@ -118,48 +144,49 @@ export class MoodStore {
         result.stale++
         continue
       }
+      const state = doc?.atproto?.state
+      const echo = doc !== undefined && isEcho(doc, op)
+      if (state === 'pending' && !echo) {
+        result.pending++
+        continue
+      }
       if (op.kind === 'delete') {
-        if (!doc || (doc.deleted && storedRev === op.rev)) {
+        if (!doc || (doc.deleted && storedRev === op.rev && !echo)) {
           result.unchanged++
           continue
         }
         writes.push({
-          updateOne: { filter: guard(doc), update: { $set: { deleted: true, 'atproto.rev': op.rev }, $unset: { 'atproto.hidden': '' } } },
+          updateOne: {
+            filter: guard(doc),
+            update: { $set: { deleted: true, 'atproto.rev': op.rev, ...(state ? CONFIRMED : {}) }, $unset: { 'atproto.hidden': '', ...OUTBOX_FIELDS } },
+          },
         })
         updates++
-        result.deleted++
+        if (echo) result.confirmed++
+        else result.deleted++
         continue
       }
       if (doc) {
         const user = op.user ?? doc.user
         const hidden = doc.atproto?.hidden !== undefined
-        if ((!doc.deleted || hidden) && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
+        if (!echo && (!doc.deleted || hidden) && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
           result.unchanged++
           continue
         }
-        writes.push({ updateOne: { filter: guard(doc), update: upsertUpdate(op, user, hidden) } })
+        writes.push({ updateOne: { filter: guard(doc), update: upsertUpdate(op, user, hidden, state !== undefined) } })
         updates++
-        result.updated++
+        if (echo) result.confirmed++
+        else result.updated++
         continue
       }
       const target = op.mood.ref === undefined ? undefined : refTargets.get(op.mood.ref)
       if (target && canAttach(target, op)) {
-        writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user, false) } })
+        writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user, false, target.atproto?.state !== undefined) } })
         updates++
         result.attached++
         continue
       }
-      writes.push({
-        insertOne: {
-          document: {
-            _id: new ObjectId(),
-            user: op.user,
-            mood: op.mood.mood,
-            when: op.mood.when,
-            atproto: { did: op.did, rkey: op.rkey, cid: op.cid, rev: op.rev },
-          },
-        },
-      })
+      writes.push({ insertOne: { document: newDoc(op) } })
       result.inserted++
     }
     return { result, writes, updates }
@@ -185,6 +212,10 @@ export class MoodStore {
   }
 }
 
+function newDoc(op: UpsertOp): MoodDoc {
+  return { _id: new ObjectId(), user: op.user, mood: op.mood.mood, when: op.mood.when, atproto: { did: op.did, rkey: op.rkey, cid: op.cid, rev: op.rev } }
+}
+
 function keyOf(op: { did: string; rkey: string }): string {
   return `${op.did}\u0000${op.rkey}`
 }
@@ -205,10 +236,28 @@ function guard(doc: MoodDoc): Filter<MoodDoc> {
   return { _id: doc._id, 'atproto.rev': rev === undefined ? { $exists: false } : rev }
 }
 
-/** The new state of a record; a mood of a hidden account stays hidden until it is restored. */
-function upsertUpdate(op: UpsertOp, user: string | null, hidden: boolean) {
+const CONFIRMED = { 'atproto.state': 'confirmed' as const }
+/** The writer's retry bookkeeping, dropped once the network shows the record. */
+const OUTBOX_FIELDS = { 'atproto.op': '', 'atproto.swap': '', 'atproto.attempts': '', 'atproto.nextAttemptAt': '', 'atproto.error': '', 'atproto.uncertain': '' } as const
+
+/**
+ * The network shows a change of ours: the record with the CID the writer computed, or the
+ * delete it asked for. Either confirms the outbox entry (written or still marked pending).
+ */
+function isEcho(doc: MoodDoc, op: MoodOp): boolean {
+  const at = doc.atproto
+  if (at?.state !== 'pending' && at?.state !== 'written') return false
+  return op.kind === 'delete' ? at.op === 'delete' : at.op !== 'delete' && at.cid === op.cid
+}
+
+/**
+ * The new state of a record. A mood of a hidden account stays hidden until it is restored;
+ * one the writer tracks (`tracked`) is marked confirmed and loses its retry bookkeeping.
+ */
+function upsertUpdate(op: UpsertOp, user: string | null, hidden: boolean, tracked: boolean) {
+  const outbox = tracked ? { set: CONFIRMED, unset: OUTBOX_FIELDS } : { set: {}, unset: {} }
   if (hidden) {
-    return { $set: { user, mood: op.mood.mood, when: op.mood.when, 'atproto.cid': op.cid, 'atproto.rev': op.rev } }
+    return { $set: { user, mood: op.mood.mood, when: op.mood.when, 'atproto.cid': op.cid, 'atproto.rev': op.rev, ...outbox.set }, ...(tracked ? { $unset: outbox.unset } : {}) }
   }
   return {
     $set: {
@@ -219,8 +268,9 @@ function upsertUpdate(op: UpsertOp, user: string | null, hidden: boolean) {
       'atproto.rkey': op.rkey,
       'atproto.cid': op.cid,
       'atproto.rev': op.rev,
+      ...outbox.set,
     },
-    $unset: { deleted: '' as const },
+    $unset: { deleted: '' as const, ...outbox.unset },
   }
 }
 

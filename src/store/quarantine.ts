@@ -40,18 +40,23 @@ export class GapStore {
     this.#db = db
   }
 
-  /** Records the gap and queues `dids` (or, when unknown, every DID we index) for backfill. */
-  async record(gap: Omit<GapDoc, '_id' | 'at'>, dids?: readonly string[]): Promise<number> {
-    const at = new Date()
+  /** Records the gap and queues every DID we index for backfill: any of them may have missed events. */
+  async record(gap: Omit<GapDoc, '_id' | 'at'>): Promise<number> {
     const _id = idOf([gap.source, gap.requested, gap.cursor, gap.reason])
-    await this.#db.collection<GapDoc>(COLLECTIONS.gaps).updateOne({ _id }, { $setOnInsert: { ...gap, at } }, { upsert: true })
-    const targets = dids ?? (await this.#db.collection<MoodDoc>(COLLECTIONS.moods).distinct('atproto.did', {})).filter((d): d is string => typeof d === 'string')
-    if (targets.length === 0) return 0
+    await this.#db.collection<GapDoc>(COLLECTIONS.gaps).updateOne({ _id }, { $setOnInsert: { ...gap, at: new Date() } }, { upsert: true })
+    const dids = (await this.#db.collection<MoodDoc>(COLLECTIONS.moods).distinct('atproto.did', {})).filter((d): d is string => typeof d === 'string')
+    return this.queueBackfill(dids, gap.reason)
+  }
+
+  /** Queues repos to be read whole; a repo already queued keeps its first reason. */
+  async queueBackfill(dids: readonly string[], reason: string): Promise<number> {
+    if (dids.length === 0) return 0
+    const since = new Date()
     await this.#db.collection<BackfillDoc>(COLLECTIONS.backfill).bulkWrite(
-      targets.map((did) => ({ updateOne: { filter: { _id: did }, update: { $setOnInsert: { reason: gap.reason, since: at } }, upsert: true } })),
+      dids.map((did) => ({ updateOne: { filter: { _id: did }, update: { $setOnInsert: { reason, since } }, upsert: true } })),
       { ordered: true },
     )
-    return targets.length
+    return dids.length
   }
 
   async count(): Promise<number> {

@@ -136,6 +136,8 @@ describe('ingest from a real PDS firehose', () => {
     await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved!, { what: 'the replay to reach the old cursor' })
     expect(await snapshot()).toBe(before)
     expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
+    // The replay covered account creations: their empty-repo #sync events are not gaps.
+    expect(await t.db.collection(COLLECTIONS.gaps).find().toArray()).toEqual([])
   })
 })
 

@@ -27,7 +27,7 @@ export async function compareWithRepos(db: Db, accounts: readonly TestAccount[])
     const docs = await db.collection<MoodDoc>(COLLECTIONS.moods).find({ 'atproto.did': account.did, deleted: { $ne: true } }).toArray()
     const seen = new Set<string>()
     for (const doc of docs) {
-      const rkey = doc.atproto!.rkey
+      const rkey = doc.atproto?.rkey ?? ''
       const key = `${account.did}/${rkey}`
       if (seen.has(rkey)) out.duplicates.push(key)
       seen.add(rkey)

@@ -28,7 +28,7 @@ describe('FirehoseSource.parseFrame', () => {
   it('account, identity, sync and OutdatedCursor info frames', async () => {
     expect(await source.parseFrame(frame({ op: 1, t: '#account' }, { seq: 9, did, active: false, status: 'deactivated', time: '2024-01-01T00:00:00Z' }))).toMatchObject([{ kind: 'account', cursor: 9, active: false, status: 'deactivated' }])
     expect(await source.parseFrame(frame({ op: 1, t: '#identity' }, { seq: 10, did, handle: 'a.test', time: '2024-01-01T00:00:00Z' }))).toMatchObject([{ kind: 'identity', cursor: 10, handle: 'a.test' }])
-    expect(await source.parseFrame(frame({ op: 1, t: '#sync' }, { seq: 11, did, rev: 'r', blocks: new Uint8Array(), time: '2024-01-01T00:00:00Z' }))).toMatchObject([{ kind: 'gap', cursor: 11, dids: [did] }])
+    expect(await source.parseFrame(frame({ op: 1, t: '#sync' }, { seq: 11, did, rev: 'r', blocks: new Uint8Array(), time: '2024-01-01T00:00:00Z' }))).toMatchObject([{ kind: 'resync', cursor: 11, did }])
     expect(await source.parseFrame(frame({ op: 1, t: '#info' }, { name: 'OutdatedCursor', message: 'Requested cursor exceeded limit' }))).toMatchObject([{ kind: 'gap', reason: expect.stringMatching(/OutdatedCursor/) }])
   })
 
