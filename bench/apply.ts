@@ -58,7 +58,7 @@ function add(total: ApplyResult, r: ApplyResult): void {
 }
 
 function emptyResult(): ApplyResult {
-  return { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0 }
+  return { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0, confirmed: 0, pending: 0 }
 }
 
 async function main(): Promise<void> {
