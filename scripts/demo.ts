@@ -64,6 +64,7 @@ try {
     FIREHOSE_URL: network.firehoseUrl,
     JETSTREAM_URL: jetstreamUrl,
     PLC_URL: network.plcUrl,
+    PDS_URL: network.pdsUrl,
     MOODSYNC_HTTP_PORT: values.once ? '0' : values.port,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   })

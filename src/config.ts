@@ -16,6 +16,8 @@ export interface Config {
   secret: string | undefined
   logLevel: LogLevel
   http: { host: string; port: number }
+  /** Whether `moodsync ingest` also drains the writer's outbox (retries pending writes). */
+  outbox: boolean
   /** /healthz turns unhealthy past these. */
   health: { maxLagSeconds: number; maxDisconnectedSeconds: number }
 }
@@ -35,6 +37,7 @@ export const DEFAULTS = {
   MOODSYNC_HTTP_PORT: '9470',
   MOODSYNC_MAX_LAG_SECONDS: '300',
   MOODSYNC_MAX_DISCONNECTED_SECONDS: '60',
+  MOODSYNC_OUTBOX: 'on',
 } as const
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -65,6 +68,7 @@ export function parseConfig(env: Env): Config {
       host: host('MOODSYNC_HTTP_HOST', get('MOODSYNC_HTTP_HOST')),
       port: port('MOODSYNC_HTTP_PORT', get('MOODSYNC_HTTP_PORT')),
     },
+    outbox: oneOf('MOODSYNC_OUTBOX', get('MOODSYNC_OUTBOX').toLowerCase(), ['on', 'off'] as const) === 'on',
     health: {
       maxLagSeconds: seconds('MOODSYNC_MAX_LAG_SECONDS', get('MOODSYNC_MAX_LAG_SECONDS')),
       maxDisconnectedSeconds: seconds('MOODSYNC_MAX_DISCONNECTED_SECONDS', get('MOODSYNC_MAX_DISCONNECTED_SECONDS')),

@@ -3,10 +3,11 @@ import type { Command, CommandContext } from './command.ts'
 import { UsageError } from './command.ts'
 import { codegen } from './commands/codegen.ts'
 import { ingest } from './commands/ingest.ts'
+import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 
-const COMMANDS: Command[] = [ingest, setup, codegen]
+const COMMANDS: Command[] = [ingest, post, del, forget, sealCredentials, setup, codegen]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

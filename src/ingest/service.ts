@@ -3,6 +3,8 @@ import type { Config } from '../config.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { OpsServer, type HealthReport } from '../server/ops-server.ts'
 import { Store } from '../store/store.ts'
+import { RetryWorker } from '../writer/worker.ts'
+import { Writer } from '../writer/writer.ts'
 import type { Source } from './events.ts'
 import { FirehoseSource } from './firehose.ts'
 import { Indexer } from './indexer.ts'
@@ -28,6 +30,7 @@ export class IngestService {
   readonly #config: Config
   readonly #log: Logger
   readonly #abort = new AbortController()
+  readonly #worker?: RetryWorker
   #running?: Promise<void>
 
   constructor(opts: IngestServiceOptions) {
@@ -36,6 +39,16 @@ export class IngestService {
     this.store = new Store({ mongodb: opts.config.mongodb, logger: this.#log })
     this.source = opts.source ?? createSource(opts.config, this.#log)
     this.indexer = new Indexer({ store: this.store, source: this.source, log: this.#log })
+    if (opts.config.outbox) {
+      const writer = new Writer(this.store.db, { pdsUrl: opts.config.pdsUrl, secret: opts.config.secret, log: this.#log })
+      const gauge = this.indexer.metrics.outbox
+      this.#worker = new RetryWorker(writer, {
+        log: this.#log,
+        onStats: (stats) => {
+          for (const [state, n] of Object.entries(stats)) gauge.set(n, { state })
+        },
+      })
+    }
     this.ops = new OpsServer({ host: opts.config.http.host, port: opts.config.http.port, registry: this.indexer.metrics.registry, health: () => this.health(), log: this.#log })
   }
 
@@ -47,11 +60,12 @@ export class IngestService {
       await this.store.destroy()
       throw err
     }
-    this.#running = this.indexer.run(this.#abort.signal).catch((err) => {
+    const indexing = this.indexer.run(this.#abort.signal).catch((err) => {
       // The indexer retries MongoDB and the network forever; reaching here is a bug, so say so.
       this.#log.fatal({ err }, 'indexer stopped unexpectedly')
       throw err
     })
+    this.#running = Promise.all([indexing, this.#worker?.run(this.#abort.signal)]).then(() => {})
   }
 
   /** Resolves when the indexer stops (after destroy(), or on an unexpected failure). */

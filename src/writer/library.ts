@@ -1,0 +1,73 @@
+import type { Db } from 'mongodb'
+import { COLLECTIONS, type MoodDoc } from '../store/collections.ts'
+import { RateBudget } from './budget.ts'
+import { Writer, type WriterOptions, type WriteResult } from './writer.ts'
+
+/**
+ * The functions the platform's serverless handlers call. They take a MongoDB handle and
+ * options (never process.env) and never fail because the PDS is down: the mood is kept and
+ * the retry worker writes it later. One budget per process, shared by every call.
+ */
+const budget = new RateBudget()
+const writers = new WeakMap<Db, Map<string, Writer>>()
+
+function writerFor(db: Db, opts: WriterOptions): Writer {
+  const perDb = writers.get(db) ?? new Map<string, Writer>()
+  writers.set(db, perDb)
+  // One Writer (and so one session cache) per PDS, reused across warm invocations.
+  const key = `${opts.pdsUrl}\u0000${opts.secret === undefined ? '' : 'sealed'}`
+  let writer = perDb.get(key)
+  if (!writer) {
+    writer = new Writer(db, { budget, ...opts })
+    perDb.set(key, writer)
+  }
+  return writer
+}
+
+export function postMood(db: Db, opts: WriterOptions, input: { user: string; text: string; when?: Date }): Promise<WriteResult> {
+  return writerFor(db, opts).post(input)
+}
+
+export function editMood(db: Db, opts: WriterOptions, input: { user: string; id: string; text: string; expectCid?: string }): Promise<WriteResult> {
+  return writerFor(db, opts).edit(input)
+}
+
+export function deleteMood(db: Db, opts: WriterOptions, input: { user: string; id: string }): Promise<WriteResult> {
+  return writerFor(db, opts).delete(input)
+}
+
+export function forgetUser(db: Db, opts: WriterOptions, input: { user: string }) {
+  return writerFor(db, opts).forget(input)
+}
+
+export interface UserSyncStatus {
+  total: number
+  confirmed: number
+  written: number
+  pending: number
+  failed: number
+  noAccount: number
+  /** Documents that never had an ATProto record and are not in the outbox (run `migrate`). */
+  notSynced: number
+  /** Written but not seen back from the network for longer than `unconfirmedAfterMs`. */
+  unconfirmed: number
+}
+
+/** A user's moods by outbox state, for the platform's UI or support tools. */
+export async function syncStatus(db: Db, input: { user: string; unconfirmedAfterMs?: number }): Promise<UserSyncStatus> {
+  const docs = await db
+    .collection<MoodDoc>(COLLECTIONS.moods)
+    .find({ user: input.user, deleted: { $ne: true } }, { projection: { 'atproto.state': 1, 'atproto.writtenAt': 1, 'atproto.rkey': 1 } })
+    .toArray()
+  const cutoff = Date.now() - (input.unconfirmedAfterMs ?? 5 * 60_000)
+  const status: UserSyncStatus = { total: docs.length, confirmed: 0, written: 0, pending: 0, failed: 0, noAccount: 0, notSynced: 0, unconfirmed: 0 }
+  for (const doc of docs) {
+    // A document with no outbox state came from the network (confirmed) or predates moodsync.
+    const state = doc.atproto?.state ?? (doc.atproto?.rkey ? 'confirmed' : 'not-synced')
+    if (state === 'no-account') status.noAccount++
+    else if (state === 'not-synced') status.notSynced++
+    else status[state]++
+    if (state === 'written' && (doc.atproto?.writtenAt?.getTime() ?? 0) < cutoff) status.unconfirmed++
+  }
+  return status
+}

@@ -1,0 +1,89 @@
+import { MoodsyncError } from '../errors.ts'
+
+/** A PDS answer that is not a success, or no answer at all. */
+export class PdsError extends MoodsyncError {
+  override name = 'PdsError'
+  /** HTTP status; 0 when the PDS could not be reached or timed out. */
+  readonly status: number
+  /** The XRPC error name (`InvalidSwap`, `ExpiredToken`, `RateLimitExceeded`, ...). */
+  readonly error?: string
+  /** When a 429 says the budget comes back (ms since epoch). */
+  readonly retryAt?: number
+
+  constructor(method: string, status: number, error: string | undefined, message: string, opts: { retryAt?: number; cause?: unknown } = {}) {
+    super(`${method}: ${status === 0 ? 'PDS unreachable' : `HTTP ${status}`}${error ? ` ${error}` : ''}${message ? `: ${message}` : ''}`, { cause: opts.cause })
+    this.status = status
+    this.error = error
+    this.retryAt = opts.retryAt
+  }
+
+  /** Worth retrying later: network, timeout, 5xx, 429. Anything else is the PDS refusing. */
+  get transient(): boolean {
+    return this.status === 0 || this.status === 429 || this.status >= 500
+  }
+
+  get expiredToken(): boolean {
+    return this.status === 400 && this.error === 'ExpiredToken'
+  }
+}
+
+export interface PdsClientOptions {
+  url: string
+  fetch?: typeof globalThis.fetch
+  timeoutMs?: number
+}
+
+/**
+ * XRPC over fetch, just what the writer needs. It returns the rate-limit headers with every
+ * answer, which the budget uses; credentials are sent in headers and never appear in errors.
+ */
+export class PdsClient {
+  readonly url: string
+  readonly #fetch: typeof globalThis.fetch
+  readonly #timeoutMs: number
+
+  constructor(opts: PdsClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '')
+    this.#fetch = opts.fetch ?? globalThis.fetch
+    this.#timeoutMs = opts.timeoutMs ?? 15_000
+  }
+
+  async call<T>(method: string, opts: { token?: string; body?: unknown; query?: Record<string, string> } = {}): Promise<T> {
+    const url = new URL(`${this.url}/xrpc/${method}`)
+    for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v)
+    const headers: Record<string, string> = {}
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`
+    if (opts.body !== undefined) headers['content-type'] = 'application/json'
+    let res: Response
+    try {
+      res = await this.#fetch(url, {
+        method: opts.body === undefined ? 'GET' : 'POST',
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      })
+    } catch (err) {
+      throw new PdsError(method, 0, undefined, (err as Error).name === 'TimeoutError' ? 'timed out' : (err as Error).message, { cause: err })
+    }
+    const text = await res.text().catch(() => '')
+    if (res.ok) return (text ? JSON.parse(text) : {}) as T
+    let error: string | undefined
+    let message = ''
+    try {
+      const body = JSON.parse(text) as { error?: string; message?: string }
+      error = body.error
+      message = body.message ?? ''
+    } catch {
+      message = text.slice(0, 200)
+    }
+    throw new PdsError(method, res.status, error, message, { retryAt: res.status === 429 ? retryAt(res.headers) : undefined })
+  }
+}
+
+/** RateLimit-Reset is epoch seconds; Retry-After is seconds from now. */
+function retryAt(headers: Headers): number {
+  const reset = Number(headers.get('ratelimit-reset'))
+  if (Number.isFinite(reset) && reset > 0) return reset * 1000
+  const after = Number(headers.get('retry-after'))
+  return Date.now() + (Number.isFinite(after) && after > 0 ? after * 1000 : 60_000)
+}
