@@ -82,18 +82,30 @@ export class Writer {
   }
 
   async post(input: { user: string; text: string; when?: Date }): Promise<WriteResult> {
+    const doc = await this.#insert(input)
+    return doc.atproto?.state === 'pending' ? this.#attempt(doc._id, doc) : { id: doc._id.toHexString(), state: 'no-account' }
+  }
+
+  /**
+   * Keeps the mood and queues its record without writing it now: for bulk work (migration),
+   * where `flush()` then sends an account's moods together through applyWrites.
+   */
+  async enqueue(input: { user: string; text: string; when?: Date }): Promise<WriteResult> {
+    const doc = await this.#insert(input)
+    const at = doc.atproto!
+    return { id: doc._id.toHexString(), rkey: at.rkey, did: at.did, cid: at.cid, state: at.state! }
+  }
+
+  async #insert(input: { user: string; text: string; when?: Date }): Promise<MoodDoc> {
     const _id = new ObjectId()
     const mood = validate({ mood: input.text, when: input.when ?? new Date(), ref: _id.toHexString() })
     const did = await this.#credentials.didOf(input.user)
-    if (did === null) {
-      await this.#moods.insertOne({ _id, user: input.user, mood: mood.mood, when: mood.when, atproto: { state: 'no-account' } })
-      return { id: _id.toHexString(), state: 'no-account' }
-    }
-    const rkey = TID.nextStr()
-    const cid = await recordCid(mood)
-    const doc: MoodDoc = { _id, user: input.user, mood: mood.mood, when: mood.when, atproto: { did, rkey, cid, state: 'pending', op: 'put', version: 1, attempts: 0 } }
+    const doc: MoodDoc =
+      did === null
+        ? { _id, user: input.user, mood: mood.mood, when: mood.when, atproto: { state: 'no-account' } }
+        : { _id, user: input.user, mood: mood.mood, when: mood.when, atproto: { did, rkey: TID.nextStr(), cid: await recordCid(mood), state: 'pending', op: 'put', version: 1, attempts: 0 } }
     await this.#moods.insertOne(doc)
-    return this.#attempt(_id, doc)
+    return doc
   }
 
   /**
@@ -170,19 +182,77 @@ export class Writer {
   async flush(opts: { limit?: number; now?: Date } = {}): Promise<FlushResult> {
     const now = opts.now ?? new Date()
     const due = await this.#moods
-      .find({ 'atproto.state': 'pending', $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: now } }] }, { projection: { _id: 1, 'atproto.did': 1, 'atproto.op': 1 } })
+      .find({ 'atproto.state': 'pending', $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: now } }] })
       .sort({ 'atproto.nextAttemptAt': 1, _id: 1 })
-      .limit(opts.limit ?? 1000)
+      .limit(opts.limit ?? 5000)
       .toArray()
     const result: FlushResult = { written: 0, deferred: 0, failed: 0, retried: 0 }
-    for (const doc of due) {
-      const r = await this.#attempt(doc._id)
-      if (r.state === 'written' || r.state === 'confirmed') result.written++
-      else if (r.state === 'failed') result.failed++
+    const count = (state: WriteResult['state']) => {
+      if (state === 'written' || state === 'confirmed') result.written++
+      else if (state === 'failed') result.failed++
       else result.deferred++
       result.retried++
     }
+    // First writes of one account travel together (applyWrites); the rest one by one.
+    const creates = new Map<string, MoodDoc[]>()
+    const single: MoodDoc[] = []
+    for (const doc of due) {
+      const at = doc.atproto!
+      if (at.op === 'put' && at.rev === undefined && !at.swap && !at.uncertain && doc.user !== null) {
+        creates.set(at.did!, [...(creates.get(at.did!) ?? []), doc])
+      } else single.push(doc)
+    }
+    for (const docs of creates.values()) {
+      if (docs.length === 1) single.push(docs[0]!)
+      else for (const chunk of chunks(docs)) for (const state of await this.#createMany(chunk)) count(state)
+    }
+    for (const doc of single) count((await this.#attempt(doc._id, doc)).state)
     return result
+  }
+
+  /**
+   * One applyWrites of first writes for one account. Every outcome is per document: success
+   * marks each written; a lost answer marks each uncertain (the next try goes one by one with
+   * putRecord, which is safe to repeat); a refusal sends each on its own to get its own verdict.
+   */
+  async #createMany(docs: MoodDoc[]): Promise<WriteResult['state'][]> {
+    const did = docs[0]!.atproto!.did!
+    const points = docs.length * WRITE_COST.create
+    const wait = this.budget.waitMs(did, points)
+    if (wait > 0) {
+      for (const doc of docs) await this.#defer(doc, wait, 'rate-limit budget exhausted', false)
+      return docs.map(() => 'pending')
+    }
+    this.budget.spend(did, points)
+    try {
+      const res = await this.sessions.call<{ commit?: { rev: string } }>(docs[0]!.user!, 'com.atproto.repo.applyWrites', {
+        body: {
+          repo: did,
+          writes: docs.map((doc) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: doc.atproto!.rkey, value: recordOf(doc) })),
+        },
+      })
+      const states: WriteResult['state'][] = []
+      for (const doc of docs) {
+        const done = await this.#moods.updateOne(
+          { _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto!.version },
+          { $set: { 'atproto.state': 'written', 'atproto.writtenAt': new Date(), ...(res.commit ? { 'atproto.rev': res.commit.rev } : {}) }, $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.attempts': '' } },
+        )
+        states.push(done.matchedCount === 1 ? 'written' : 'confirmed')
+      }
+      return states
+    } catch (err) {
+      if (err instanceof PdsError && (err.transient || err.error === 'AccountDeactivated')) {
+        if (err.status === 429 && err.retryAt) this.budget.block(did, err.retryAt)
+        const delay = err.retryAt ? err.retryAt - Date.now() : backoffFor(docs[0]!.atproto!.attempts ?? 0)
+        for (const doc of docs) await this.#defer(doc, delay, err.message, err.status === 0 || err.status >= 500)
+        this.#log.warn({ did, writes: docs.length, err: err.message }, 'applyWrites failed; will retry')
+        return docs.map(() => 'pending')
+      }
+      if (!(err instanceof PdsError) && !(err instanceof NoCredentialsError)) throw err
+      const states: WriteResult['state'][] = []
+      for (const doc of docs) states.push((await this.#attempt(doc._id, doc)).state)
+      return states
+    }
   }
 
   /** The outbox at a glance, for metrics: what waits, what failed, what the network never echoed. */
@@ -216,8 +286,13 @@ export class Writer {
       await this.#defer(doc, wait, 'rate-limit budget exhausted', false)
       return { ...base, state: 'pending' }
     }
+    let rev: string | undefined
     try {
-      const rev = await this.#write(doc, points)
+      rev = await this.#write(doc, points)
+    } catch (err) {
+      return this.#failed(doc, base, err)
+    }
+    try {
       const done = await this.#moods.updateOne(
         { _id, 'atproto.state': 'pending', 'atproto.version': at.version },
         { $set: { 'atproto.state': 'written', 'atproto.writtenAt': new Date(), ...(rev ? { 'atproto.rev': rev } : {}) }, $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.uncertain': '', 'atproto.swap': '', 'atproto.attempts': '' } },
@@ -225,23 +300,33 @@ export class Writer {
       // No match: the echo confirmed it first, or a newer local change is now pending.
       return { ...base, state: done.matchedCount === 1 ? 'written' : 'confirmed' }
     } catch (err) {
-      if (err instanceof NoCredentialsError) {
-        await this.#fail(doc, err.message)
-        return { ...base, state: 'failed' }
-      }
-      if (!(err instanceof PdsError)) throw err
-      if (err.status === 429 && err.retryAt) this.budget.block(did, err.retryAt)
-      if (err.transient || err.error === 'AccountDeactivated') {
-        const delay = err.retryAt ? err.retryAt - Date.now() : backoffFor(at.attempts ?? 0)
-        // A lost answer (unreachable, timeout, 5xx) may hide a committed write.
-        await this.#defer(doc, delay, err.message, err.status === 0 || err.status >= 500)
-        this.#log.warn({ id: base.id, did, attempt: (at.attempts ?? 0) + 1, err: err.message }, 'PDS write failed; will retry')
-        return { ...base, state: 'pending' }
-      }
+      // The record is on the PDS; only our note of it failed. It stays pending, and the retry
+      // (putRecord, same rkey and CID) or the echo settles it. The post itself succeeded.
+      this.#log.warn({ id: base.id, err: (err as Error).message }, 'written to the PDS but not marked in MongoDB; will settle on retry')
+      return { ...base, state: 'pending' }
+    }
+  }
+
+  /** The retry decision for a write the PDS did not accept: later (transient) or never. */
+  async #failed(doc: MoodDoc, base: Omit<WriteResult, 'state'>, err: unknown): Promise<WriteResult> {
+    const at = doc.atproto!
+    const did = at.did!
+    if (err instanceof NoCredentialsError) {
       await this.#fail(doc, err.message)
-      this.#log.error({ id: base.id, did, err: err.message }, 'PDS refused the write; not retrying')
       return { ...base, state: 'failed' }
     }
+    if (!(err instanceof PdsError)) throw err
+    if (err.status === 429 && err.retryAt) this.budget.block(did, err.retryAt)
+    if (err.transient || err.error === 'AccountDeactivated') {
+      const delay = err.retryAt ? err.retryAt - Date.now() : backoffFor(at.attempts ?? 0)
+      // A lost answer (unreachable, timeout, 5xx) may hide a committed write.
+      await this.#defer(doc, delay, err.message, err.status === 0 || err.status >= 500)
+      this.#log.warn({ id: base.id, did, attempt: (at.attempts ?? 0) + 1, err: err.message }, 'PDS write failed; will retry')
+      return { ...base, state: 'pending' }
+    }
+    await this.#fail(doc, err.message)
+    this.#log.error({ id: base.id, did, err: err.message }, 'PDS refused the write; not retrying')
+    return { ...base, state: 'failed' }
   }
 
   /** Sends the change; returns the commit rev when the PDS reports one. */
@@ -255,7 +340,7 @@ export class Writer {
       const res = await this.sessions.call<{ commit?: { rev: string } }>(user, 'com.atproto.repo.deleteRecord', { body: ref })
       return res.commit?.rev
     }
-    const record = toRecord({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
+    const record = recordOf(doc)
     try {
       const res = await this.sessions.call<{ cid: string; commit?: { rev: string } }>(user, 'com.atproto.repo.putRecord', {
         body: { ...ref, record, ...(at.swap ? { swapRecord: at.swap } : {}) },
@@ -273,8 +358,9 @@ export class Writer {
   }
 
   async #defer(doc: MoodDoc, delayMs: number, reason: string, uncertain: boolean): Promise<void> {
+    // Guarded on the change still pending: an echo may have confirmed it meanwhile.
     await this.#moods.updateOne(
-      { _id: doc._id, 'atproto.version': doc.atproto?.version },
+      { _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto?.version },
       {
         $set: { 'atproto.nextAttemptAt': new Date(Date.now() + Math.max(0, delayMs)), 'atproto.error': reason, ...(uncertain ? { 'atproto.uncertain': true as const } : {}) },
         $inc: { 'atproto.attempts': 1 },
@@ -283,7 +369,7 @@ export class Writer {
   }
 
   async #fail(doc: MoodDoc, reason: string): Promise<void> {
-    await this.#moods.updateOne({ _id: doc._id, 'atproto.version': doc.atproto?.version }, { $set: { 'atproto.state': 'failed', 'atproto.error': reason }, $unset: { 'atproto.nextAttemptAt': '' } })
+    await this.#moods.updateOne({ _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto?.version }, { $set: { 'atproto.state': 'failed', 'atproto.error': reason }, $unset: { 'atproto.nextAttemptAt': '' } })
   }
 
   async #spend(did: string, points: number): Promise<void> {
@@ -311,6 +397,27 @@ export class Writer {
     if (!doc) throw new NotFoundError(`no mood ${id} for ${user}`)
     return doc
   }
+}
+
+function recordOf(doc: MoodDoc) {
+  return toRecord({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
+}
+
+/** applyWrites batches: at most 200 writes, and a JSON body safely under the 1 MB cap. */
+function* chunks(docs: MoodDoc[]): Generator<MoodDoc[]> {
+  let chunk: MoodDoc[] = []
+  let bytes = 0
+  for (const doc of docs) {
+    const size = Buffer.byteLength(JSON.stringify(recordOf(doc))) + 200
+    if (chunk.length > 0 && (chunk.length >= MAX_WRITES || bytes + size > MAX_BODY)) {
+      yield chunk
+      chunk = []
+      bytes = 0
+    }
+    chunk.push(doc)
+    bytes += size
+  }
+  if (chunk.length > 0) yield chunk
 }
 
 function validate(mood: Mood): Mood {

@@ -115,12 +115,15 @@ describe('ingest resilience', () => {
       const outageDb = t.client.db(db.name)
       await waitFor(() => state.appliedCursor !== undefined && state.appliedCursor > 0, { what: 'the replay to start' })
       await proxy.down()
-      const appliedAtOutage = state.appliedCursor
       const writer = churn(accounts)
       await waitFor(() => state.storeFailingSince !== undefined, { what: 'the indexer to notice MongoDB is down' })
+      // From here nothing can become durable: the applied cursor must not move, however long
+      // the outage, while the indexer keeps retrying the same batch.
+      const appliedAtOutage = state.appliedCursor
+      const errorsAtOutage = service.indexer.metrics.storeErrors.get()
+      await waitFor(() => service.indexer.metrics.storeErrors.get() >= errorsAtOutage + 2, { timeoutMs: 60_000, what: 'two more failed retries' })
       const ops = await writer.stop()
       expect(ops).toBeGreaterThan(0)
-      // Nothing can be applied while MongoDB is down, so the applied cursor must not move.
       expect(state.appliedCursor).toBe(appliedAtOutage)
       const health = await (await fetch(`${service.ops.url}/healthz`)).json()
       expect(health).toMatchObject({ storeFailing: true })
