@@ -19,10 +19,11 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { Jetstream } from '@skyware/jetstream'
 import WebSocket, { WebSocketServer } from 'ws'
 import { batches } from '../src/ingest/batcher.ts'
+import { commitToOps } from '../src/ingest/validate.ts'
 import type { IngestEvent } from '../src/ingest/events.ts'
 import { Indexer } from '../src/ingest/indexer.ts'
 import { JetstreamSource } from '../src/ingest/jetstream.ts'
-import { isTid, MOOD_NSID, parseMood } from '../src/mood.ts'
+import { MOOD_NSID } from '../src/mood.ts'
 import type { MoodOp } from '../src/store/moods.ts'
 import type { Store } from '../src/store/store.ts'
 import { fakeCommits, formatRate, formatRatio, log, machineNote, option, pairedRatio, rounds, summarise, table, verdict, type Contender, type Sample } from './lib-table.ts'
@@ -225,28 +226,15 @@ function bareWs(url: string, n: number): Promise<Sample> {
   })
 }
 
-/** The indexer's validation step (Indexer.#apply without MongoDB): TID check, parseMood, ops. */
+/** The indexer's validation step (Indexer.#apply without MongoDB): the same commitToOps. */
 function validate(batch: readonly IngestEvent[], ops: MoodOp[]): number {
   let rejected = 0
   for (const event of batch) {
     if (event.kind === 'invalid') rejected++
     if (event.kind !== 'commit') continue
-    for (const op of event.ops) {
-      if (!isTid(op.rkey)) {
-        rejected++
-        continue
-      }
-      if (op.action === 'delete') {
-        ops.push({ kind: 'delete', did: event.did, rkey: op.rkey, rev: event.rev })
-        continue
-      }
-      const parsed = parseMood(op.record)
-      if (!parsed.ok) {
-        rejected++
-        continue
-      }
-      ops.push({ kind: 'upsert', did: event.did, rkey: op.rkey, rev: event.rev, cid: op.cid, mood: parsed.value, user: null })
-    }
+    const checked = commitToOps(event, null, 'bench')
+    ops.push(...checked.ops)
+    rejected += checked.rejected.length
   }
   return rejected
 }

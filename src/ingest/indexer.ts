@@ -1,10 +1,10 @@
-import { isTid, parseMood } from '../mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
 import type { Store } from '../store/store.ts'
 import type { MoodOp } from '../store/moods.ts'
 import type { QuarantineEntry } from '../store/quarantine.ts'
 import { batches } from './batcher.ts'
+import { commitToOps } from './validate.ts'
 import type { AccountEvent, CommitEvent, IngestEvent, Source } from './events.ts'
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
 import { UserDirectory } from './users.ts'
@@ -140,24 +140,12 @@ export class Indexer {
     for (const event of batch) {
       received.set(event.kind, (received.get(event.kind) ?? 0) + 1)
       switch (event.kind) {
-        case 'commit':
-          for (const op of event.ops) {
-            if (!isTid(op.rkey)) {
-              quarantine.push({ source: source.id, reason: `record key ${JSON.stringify(op.rkey)} is not a TID (lexicon key: tid)`, did: event.did, rkey: op.rkey, cursor: event.cursor, ...(op.action === 'upsert' ? { cid: op.cid, raw: rawOf(op.record) } : {}) })
-              continue
-            }
-            if (op.action === 'delete') {
-              ops.push({ kind: 'delete', did: event.did, rkey: op.rkey, rev: event.rev })
-              continue
-            }
-            const parsed = parseMood(op.record)
-            if (!parsed.ok) {
-              quarantine.push({ source: source.id, reason: parsed.reason, did: event.did, rkey: op.rkey, cid: op.cid, cursor: event.cursor, raw: rawOf(op.record) })
-              continue
-            }
-            ops.push({ kind: 'upsert', did: event.did, rkey: op.rkey, rev: event.rev, cid: op.cid, mood: parsed.value, user: users.get(event.did) ?? null })
-          }
+        case 'commit': {
+          const checked = commitToOps(event, users.get(event.did) ?? null, source.id)
+          ops.push(...checked.ops)
+          quarantine.push(...checked.rejected)
           break
+        }
         case 'account':
           // Order matters per DID: what came before the status change is applied first.
           await flush()
@@ -240,15 +228,6 @@ function lastEmitted(batch: readonly IngestEvent[]): number | undefined {
     if ('emittedAt' in event && event.emittedAt !== undefined) return event.emittedAt
   }
   return undefined
-}
-
-function rawOf(record: unknown): string | undefined {
-  try {
-    const text = JSON.stringify(record)
-    return text === undefined ? undefined : text.length > 2048 ? `${text.slice(0, 2048)}…(${text.length} chars)` : text
-  } catch {
-    return undefined
-  }
 }
 
 /** MongoDB stores `undefined` as null; entries keep only the fields they have. */
