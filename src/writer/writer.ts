@@ -337,8 +337,17 @@ export class Writer {
     const ref = { repo: did, collection: MOOD_NSID, rkey: at.rkey! }
     this.budget.spend(did, points)
     if (at.op === 'delete') {
-      const res = await this.sessions.call<{ commit?: { rev: string } }>(user, 'com.atproto.repo.deleteRecord', { body: ref })
-      return res.commit?.rev
+      try {
+        const res = await this.sessions.call<{ commit?: { rev: string } }>(user, 'com.atproto.repo.deleteRecord', { body: ref })
+        return res.commit?.rev
+      } catch (err) {
+        // The PDS answers 500 to deleting a record that never existed (a post that never got
+        // written): if it is not there, the delete is done.
+        if (!(err instanceof PdsError) || err.status !== 500) throw err
+        const current = await this.#client.call('com.atproto.repo.getRecord', { query: ref }).then(() => 'exists', (e: unknown) => (e instanceof PdsError && e.status === 400 ? 'missing' : 'unknown'))
+        if (current === 'missing') return undefined
+        throw err
+      }
     }
     const record = recordOf(doc)
     try {
