@@ -10,9 +10,12 @@ export class UserDirectory {
   readonly #ttlMs: number
   readonly #cache = new Map<string, { user: string | null; until: number }>()
 
-  constructor(db: Db, opts: { ttlMs?: number } = {}) {
+  readonly #maxEntries: number
+
+  constructor(db: Db, opts: { ttlMs?: number; maxEntries?: number } = {}) {
     this.#db = db
     this.#ttlMs = opts.ttlMs ?? 5 * 60_000
+    this.#maxEntries = opts.maxEntries ?? 10_000
   }
 
   async resolve(dids: Iterable<string>): Promise<Map<string, string | null>> {
@@ -32,6 +35,9 @@ export class UserDirectory {
       const byDid = new Map(found.map((u) => [u.atproto?.did, u._id]))
       for (const did of missing) {
         const user = byDid.get(did) ?? null
+        // Any account can publish a mood: bound the cache (a Map iterates oldest first).
+        this.#cache.delete(did)
+        if (this.#cache.size >= this.#maxEntries) this.#cache.delete(this.#cache.keys().next().value!)
         this.#cache.set(did, { user, until: now + this.#ttlMs })
         result.set(did, user)
       }

@@ -2,6 +2,7 @@ import { ObjectId, type AnyBulkWriteOperation, type Collection, type Db, type Fi
 import type { Mood } from '../mood.ts'
 import { StoreError } from '../errors.ts'
 import { COLLECTIONS, type MoodDoc } from './collections.ts'
+import { bulkWriteChunked } from './bulk.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
 
 /** A record's state at a repo revision: create and update alike. */
@@ -98,7 +99,7 @@ export class MoodStore {
       plan.result.inserted += inserted.ops.size
       if (plan.writes.length === 0) return plan.result
       try {
-        const res = await this.collection.bulkWrite(plan.writes, { ordered: true })
+        const res = await bulkWriteChunked(this.collection, plan.writes)
         if (res.matchedCount === plan.updates) return plan.result
       } catch (err) {
         if (!isDuplicateKey(err)) throw new StoreError('applying a batch of moods failed', { cause: err })

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { Db } from 'mongodb'
+import { bulkWriteChunked } from './bulk.ts'
 import { COLLECTIONS, type BackfillDoc, type GapDoc, type MoodDoc, type QuarantineDoc } from './collections.ts'
 
 export type QuarantineEntry = Omit<QuarantineDoc, '_id' | 'at'>
@@ -19,12 +20,12 @@ export class QuarantineStore {
   async add(entries: readonly QuarantineEntry[]): Promise<void> {
     if (entries.length === 0) return
     const at = new Date()
-    await this.#db.collection<QuarantineDoc>(COLLECTIONS.quarantine).bulkWrite(
+    await bulkWriteChunked(
+      this.#db.collection<QuarantineDoc>(COLLECTIONS.quarantine),
       entries.map((entry) => {
         const _id = idOf([entry.source, entry.did, entry.rkey, entry.cid, entry.cursor, entry.reason])
         return { updateOne: { filter: { _id }, update: { $setOnInsert: { ...entry, at } }, upsert: true } }
       }),
-      { ordered: true },
     )
   }
 
@@ -52,9 +53,9 @@ export class GapStore {
   async queueBackfill(dids: readonly string[], reason: string): Promise<number> {
     if (dids.length === 0) return 0
     const since = new Date()
-    await this.#db.collection<BackfillDoc>(COLLECTIONS.backfill).bulkWrite(
+    await bulkWriteChunked(
+      this.#db.collection<BackfillDoc>(COLLECTIONS.backfill),
       dids.map((did) => ({ updateOne: { filter: { _id: did }, update: { $setOnInsert: { reason, since } }, upsert: true } })),
-      { ordered: true },
     )
     return dids.length
   }

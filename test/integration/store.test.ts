@@ -113,6 +113,15 @@ describe('store', () => {
     expect(await moods.collection.findOne({ _id: other })).toMatchObject({ mood: 'bob' })
   })
 
+  it('a batch of 300 updates completes (bulk writes go in chunks the test server can take)', async () => {
+    const rkeys = Array.from({ length: 300 }, (_, i) => `3kbulk${String(i).padStart(4, '0')}aa2`.slice(0, 13))
+    const firstRound = rkeys.map((rkey) => upsert(rkey, '3kbulkaaaaa22', `first ${rkey}`))
+    expect(await moods.apply(firstRound)).toMatchObject({ inserted: 300 })
+    const second = await moods.apply(rkeys.map((rkey) => upsert(rkey, '3kbulkaaaaa33', `second ${rkey}`)))
+    expect(second).toMatchObject({ updated: 300 })
+    expect(await moods.collection.countDocuments({ mood: /^second / })).toBe(300)
+  }, 120_000)
+
   it('cursors are saved and read back per source', async () => {
     const cursors = new CursorStore(t.db)
     expect(await cursors.get('jetstream:ws://x')).toBeUndefined()
