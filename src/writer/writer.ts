@@ -231,14 +231,20 @@ export class Writer {
           writes: docs.map((doc) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: doc.atproto!.rkey, value: recordOf(doc) })),
         },
       })
-      const states: WriteResult['state'][] = []
-      for (const doc of docs) {
-        const done = await this.#moods.updateOne(
-          { _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto!.version },
+      // One update per version present (normally one): a mood edited meanwhile keeps its newer
+      // pending change, and only the echo can confirm what was written for it.
+      const marked = new Set<string>()
+      for (const version of new Set(docs.map((doc) => doc.atproto!.version))) {
+        const ids = docs.filter((doc) => doc.atproto!.version === version).map((doc) => doc._id)
+        const filter = { _id: { $in: ids }, 'atproto.state': 'pending' as const, 'atproto.version': version }
+        const pendingIds = (await this.#moods.find(filter, { projection: { _id: 1 } }).toArray()).map((d) => d._id)
+        await this.#moods.updateMany(
+          { ...filter, _id: { $in: pendingIds } },
           { $set: { 'atproto.state': 'written', 'atproto.writtenAt': new Date(), ...(res.commit ? { 'atproto.rev': res.commit.rev } : {}) }, $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.attempts': '' } },
         )
-        states.push(done.matchedCount === 1 ? 'written' : 'confirmed')
+        for (const id of pendingIds) marked.add(id.toHexString())
       }
+      const states: WriteResult['state'][] = docs.map((doc) => (marked.has(doc._id.toHexString()) ? 'written' : 'confirmed'))
       return states
     } catch (err) {
       if (err instanceof PdsError && (err.transient || err.error === 'AccountDeactivated')) {
