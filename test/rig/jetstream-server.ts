@@ -80,6 +80,9 @@ const REPLAY_CHUNK = 64
  * `time_us` cursors, replay then live tail, the `wantedCollections`/`wantedDids` filters and
  * `options_update`. Optionally fed from a PDS firehose, so tests can write through a real PDS.
  */
+/** The longest teardown waits for the bridge's firehose to notice it was destroyed. */
+const TEARDOWN_CAP_MS = 5_000
+
 export class JetstreamServer {
   readonly #http: Server
   readonly #wss: WebSocketServer
@@ -193,7 +196,7 @@ export class JetstreamServer {
       // destroy() waits for the subscription loop to notice the abort; don't let a stuck
       // reconnect wait hold up teardown.
       let timer: NodeJS.Timeout | undefined
-      await Promise.race([firehose.destroy(), new Promise((resolve) => (timer = setTimeout(resolve, 5000)))])
+      await Promise.race([firehose.destroy(), new Promise((resolve) => (timer = setTimeout(resolve, TEARDOWN_CAP_MS)))])
       clearTimeout(timer)
     }
     this.dropConnections()
