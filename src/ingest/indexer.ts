@@ -1,5 +1,7 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
+import { TID } from '@atproto/common-web'
+import { COLLECTIONS, type ForgottenDoc } from '../store/collections.ts'
 import type { Store } from '../store/store.ts'
 import type { MoodOp } from '../store/moods.ts'
 import type { QuarantineEntry } from '../store/quarantine.ts'
@@ -127,6 +129,7 @@ export class Indexer {
     const quarantine: QuarantineEntry[] = []
     const dids = batch.filter((e): e is CommitEvent => e.kind === 'commit').map((e) => e.did)
     const users = dids.length > 0 ? await this.#users.resolve(dids) : new Map<string, string | null>()
+    const forgotten = dids.length > 0 ? await forgottenSince(store, dids) : new Map<string, number>()
     let ops: MoodOp[] = []
     const flush = async () => {
       if (ops.length === 0) return
@@ -141,6 +144,9 @@ export class Indexer {
       received.set(event.kind, (received.get(event.kind) ?? 0) + 1)
       switch (event.kind) {
         case 'commit': {
+          const erasedAt = forgotten.get(event.did)
+          // A late echo of a write from before `forget` must not resurrect an erased mood.
+          if (erasedAt !== undefined && revTimeUs(event.rev) <= erasedAt) break
           const checked = commitToOps(event, users.get(event.did) ?? null, source.id)
           ops.push(...checked.ops)
           quarantine.push(...checked.rejected)
@@ -211,6 +217,20 @@ export class Indexer {
     }
     this.metrics.accounts.inc({ action })
     this.#log.info({ did: event.did, active: event.active, status: event.status, action, moods: changed }, 'account status')
+  }
+}
+
+async function forgottenSince(store: Store, dids: readonly string[]): Promise<Map<string, number>> {
+  const docs = await store.db.collection<ForgottenDoc>(COLLECTIONS.forgotten).find({ _id: { $in: [...new Set(dids)] } }).toArray()
+  return new Map(docs.map((d) => [d._id, d.atUs]))
+}
+
+/** A rev is a TID: its timestamp says when the commit was made (microseconds). */
+function revTimeUs(rev: string): number {
+  try {
+    return TID.fromStr(rev).timestamp()
+  } catch {
+    return Number.POSITIVE_INFINITY
   }
 }
 

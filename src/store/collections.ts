@@ -11,6 +11,7 @@ export const COLLECTIONS = {
   gaps: 'moodsync_gaps',
   backfill: 'moodsync_backfill',
   credentials: 'moodsync_credentials',
+  forgotten: 'moodsync_forgotten',
   sessions: 'moodsync_sessions',
 } as const
 
@@ -106,4 +107,12 @@ export interface BackfillDoc {
   _id: string
   reason: string
   since: Date
+}
+
+/** A repo whose moods were erased (`forget`): echoes of older writes must not bring them back. */
+export interface ForgottenDoc {
+  _id: string
+  user: string
+  /** Microseconds since the epoch, comparable with a TID rev's timestamp. */
+  atUs: number
 }

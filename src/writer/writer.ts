@@ -5,7 +5,7 @@ import { MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { MOOD_NSID, parseMood, toRecord, type Mood } from '../mood.ts'
 import { Backoff } from '../retry.ts'
-import { COLLECTIONS, type MoodDoc } from '../store/collections.ts'
+import { COLLECTIONS, type ForgottenDoc, type MoodDoc } from '../store/collections.ts'
 import { RateBudget, WRITE_COST } from './budget.ts'
 import { CredentialStore } from './credentials.ts'
 import { PdsClient, PdsError } from './pds-client.ts'
@@ -157,6 +157,12 @@ export class Writer {
   async forget(input: { user: string }): Promise<{ recordsDeleted: number; documentsDeleted: number }> {
     const did = await this.#credentials.didOf(input.user)
     const mine: Filter<MoodDoc> = did ? { $or: [{ user: input.user }, { 'atproto.did': did }] } : { user: input.user }
+    if (did) {
+      // Written first: the indexer then drops late echoes of anything older than this moment.
+      await this.#db
+        .collection<ForgottenDoc>(COLLECTIONS.forgotten)
+        .updateOne({ _id: did }, { $set: { user: input.user, atUs: Date.now() * 1000 } }, { upsert: true })
+    }
     await this.#moods.updateMany({ ...mine, deleted: { $ne: true } }, { $set: { deleted: true } })
     let recordsDeleted = 0
     if (did) {

@@ -293,5 +293,15 @@ describe('writer: MongoDB first, then the PDS', () => {
     const again = await writer.forget({ user: 'auth0|bob' })
     expect(again).toEqual({ recordsDeleted: 0, documentsDeleted: 0 })
     expect(await moods().countDocuments({ $or: [{ user: 'auth0|bob' }, { 'atproto.did': bob.did }] })).toBe(0)
+
+    // A replay of bob's whole stream (as after a restart, or echoes arriving late) must not
+    // bring any erased mood back; a mood bob posts after being forgotten is indexed again.
+    await ingest.destroy()
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${network.firehoseUrl}` as never }, { $set: { cursor: 0 } }, { upsert: true })
+    const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'after forget', when: new Date().toISOString() } })
+    ingest = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl }, { log })
+    const afterRkey = after.data.uri.split('/').pop()!
+    await waitFor(() => moods().findOne({ 'atproto.rkey': afterRkey }).then((d) => d ?? undefined), { timeoutMs: 90_000, what: 'the new mood after forget' })
+    expect(await moods().countDocuments({ 'atproto.did': bob.did })).toBe(1)
   })
 })
