@@ -18,8 +18,12 @@ export class Backoff {
 
   /** The delay before the next try: uniform in [base/2, min(max, base * 2^n)]. */
   next(): number {
-    const ceiling = Math.min(this.#maxMs, this.#baseMs * 2 ** this.#attempt)
-    this.#attempt++
+    return this.delayFor(this.#attempt++)
+  }
+
+  /** The delay before try `attempt` (0-based), for callers that keep the count themselves. */
+  delayFor(attempt: number): number {
+    const ceiling = Math.min(this.#maxMs, this.#baseMs * 2 ** Math.min(attempt, 30))
     const floor = Math.min(this.#baseMs / 2, ceiling)
     return floor + Math.random() * (ceiling - floor)
   }

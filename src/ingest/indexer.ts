@@ -91,15 +91,18 @@ export class Indexer {
   async #saveCursor(signal: AbortSignal, final = false): Promise<void> {
     const cursor = this.state.appliedCursor
     if (cursor === undefined || cursor === this.state.savedCursor) return
-    const save = () => this.#opts.store.cursors.save(this.#opts.source.id, cursor)
+    const save = () => this.#opts.store.cursors.save(this.#opts.source.id, cursor).then(() => true)
     // On shutdown, one try: if MongoDB is down the cursor stays behind, which only means replay.
-    if (final) await save().catch((err) => this.#log.warn({ err: (err as Error).message }, 'could not save the cursor on shutdown'))
-    else if ((await this.#withStoreRetry(save, signal)) === undefined) return
-    else this.#log.debug({ cursor }, 'cursor saved')
-    if (!final || this.state.savedCursor !== cursor) {
-      this.state.savedCursor = cursor
-      this.metrics.cursor.set(cursor)
-    }
+    const saved = final
+      ? await save().catch((err) => {
+          this.#log.warn({ err: (err as Error).message }, 'could not save the cursor on shutdown')
+          return false
+        })
+      : (await this.#withStoreRetry(save, signal)) === true
+    if (!saved) return
+    this.#log.debug({ cursor }, 'cursor saved')
+    this.state.savedCursor = cursor
+    this.metrics.cursor.set(cursor)
   }
 
   /** Retries `work` with backoff while MongoDB fails; undefined when aborted first. */

@@ -123,7 +123,8 @@ export class Writer {
     const mood = validate({ mood: input.text, when: doc.when, ref: doc._id.toHexString() })
     const cid = await recordCid(mood)
     // Swap against the version on the PDS; a mood never written yet has none to swap.
-    const swap = at.state === 'pending' && at.swap === undefined && at.rev === undefined ? undefined : (at.state === 'pending' ? at.swap : at.cid)
+    // A pending change keeps the version it was going to replace (none if never written).
+    const swap = at.state === 'pending' ? at.swap : at.cid
     const version = (at.version ?? 0) + 1
     const res = await this.#moods.updateOne(
       { _id: doc._id, 'atproto.cid': at.cid, deleted: { $ne: true } },
@@ -453,8 +454,7 @@ async function recordCid(mood: Mood): Promise<string> {
 }
 
 /** Retry n of a write: 2 s doubling to an hour, jittered (the Backoff rule, stateless here). */
+const WRITE_BACKOFF = new Backoff({ baseMs: 2_000, maxMs: 3_600_000 })
 function backoffFor(attempts: number): number {
-  const backoff = new Backoff({ baseMs: 2_000, maxMs: 3_600_000 })
-  for (let i = 0; i < attempts; i++) backoff.next()
-  return backoff.next()
+  return WRITE_BACKOFF.delayFor(attempts)
 }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { parseConfig, type Config } from '../../config.ts'
+import { DEFAULTS, parseConfig, type Config } from '../../config.ts'
 import { ConfigError } from '../../errors.ts'
 import { createLogger } from '../../logger.ts'
 import { IngestService } from '../../ingest/service.ts'
@@ -14,7 +14,7 @@ export const ingest: Command = {
     // Flags override the environment, and go through the same validation.
     const overrides: Record<string, string> = {}
     if (values.source !== undefined) overrides.MOODSYNC_SOURCE = values.source
-    const source = values.source ?? env.MOODSYNC_SOURCE ?? 'jetstream'
+    const source = values.source ?? env.MOODSYNC_SOURCE ?? DEFAULTS.MOODSYNC_SOURCE
     if (values.url !== undefined) overrides[source === 'firehose' ? 'FIREHOSE_URL' : 'JETSTREAM_URL'] = values.url
     let config: Config
     try {
