@@ -1,13 +1,18 @@
 import { ConfigError } from '../errors.ts'
 import type { Command, CommandContext } from './command.ts'
 import { UsageError } from './command.ts'
+import { backfill } from './commands/backfill.ts'
 import { codegen } from './commands/codegen.ts'
+import { dedupe } from './commands/dedupe.ts'
+import { migrate } from './commands/migrate.ts'
+import { repair } from './commands/repair.ts'
+import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 
-const COMMANDS: Command[] = [ingest, post, del, forget, sealCredentials, setup, codegen]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup, codegen]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

@@ -186,7 +186,7 @@ export class Indexer {
     }
     await flush()
     for (const [kind, n] of received) this.metrics.received.inc({ kind }, n)
-    await store.quarantine.add(dropUndefined(quarantine))
+    await store.quarantine.add(quarantine)
     for (const entry of quarantine) {
       this.metrics.quarantined.inc({ kind: entry.rkey !== undefined ? 'record' : 'event' })
       this.#log.warn({ reason: entry.reason, did: entry.did, rkey: entry.rkey, cursor: entry.cursor }, 'quarantined')
@@ -252,9 +252,3 @@ function lastEmitted(batch: readonly IngestEvent[]): number | undefined {
   }
   return undefined
 }
-
-/** MongoDB stores `undefined` as null; entries keep only the fields they have. */
-function dropUndefined(entries: QuarantineEntry[]): QuarantineEntry[] {
-  return entries.map((e) => Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)) as QuarantineEntry)
-}
-

@@ -7,11 +7,11 @@ import { truncate, type CommitEvent } from './events.ts'
  * A commit's ops, checked as the lexicon demands (TID record key, a valid mood) and turned into
  * store ops; what fails becomes a quarantine entry that says why and how to find the record.
  */
-export function commitToOps(event: CommitEvent, user: string | null, source: string): { ops: MoodOp[]; rejected: QuarantineEntry[] } {
+export function commitToOps(event: Pick<CommitEvent, 'did' | 'rev' | 'ops'> & { cursor?: number }, user: string | null, source: string): { ops: MoodOp[]; rejected: QuarantineEntry[] } {
   const ops: MoodOp[] = []
   const rejected: QuarantineEntry[] = []
   for (const op of event.ops) {
-    const where = { source, did: event.did, rkey: op.rkey, cursor: event.cursor }
+    const where = { source, did: event.did, rkey: op.rkey, ...(event.cursor === undefined ? {} : { cursor: event.cursor }) }
     if (!isTid(op.rkey)) {
       rejected.push({ ...where, reason: `record key ${JSON.stringify(op.rkey)} is not a TID (lexicon key: tid)`, ...(op.action === 'upsert' ? { cid: op.cid, raw: rawOf(op.record) } : {}) })
       continue

@@ -10,6 +10,7 @@ export const COLLECTIONS = {
   migrations: 'moodsync_migrations',
   gaps: 'moodsync_gaps',
   backfill: 'moodsync_backfill',
+  repos: 'moodsync_repos',
   credentials: 'moodsync_credentials',
   forgotten: 'moodsync_forgotten',
   sessions: 'moodsync_sessions',
@@ -107,6 +108,15 @@ export interface BackfillDoc {
   _id: string
   reason: string
   since: Date
+}
+
+/** How far a repo has been read whole: a later read at the same rev has nothing to do. */
+export interface RepoStateDoc {
+  _id: string
+  rev: string
+  via: 'car' | 'listRecords'
+  records: number
+  syncedAt: Date
 }
 
 /** A repo whose moods were erased (`forget`): echoes of older writes must not bring them back. */

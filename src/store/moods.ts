@@ -137,6 +137,9 @@ export class MoodStore {
 
     const existing = await this.#findExisting(ops)
     const refTargets = await this.#findRefTargets(ops.filter((op) => op.kind === 'upsert' && !existing.has(keyOf(op))) as UpsertOp[])
+    // Two records naming the same document (a duplicate left by an interrupted migration):
+    // the first in the batch (in a repo read, the oldest TID) claims it; the others stay apart.
+    const claimed = new Set<string>()
 
     for (const op of ops) {
       const doc = existing.get(keyOf(op))
@@ -152,7 +155,7 @@ export class MoodStore {
         continue
       }
       if (op.kind === 'delete') {
-        if (!doc || (doc.deleted && storedRev === op.rev && !echo)) {
+        if (!doc || (doc.deleted && doc.atproto?.hidden === undefined && !echo)) {
           result.unchanged++
           continue
         }
@@ -170,7 +173,10 @@ export class MoodStore {
       if (doc) {
         const user = op.user ?? doc.user
         const hidden = doc.atproto?.hidden !== undefined
-        if (!echo && (!doc.deleted || hidden) && storedRev === op.rev && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
+        // The same version seen again, at this rev or a later one (a repo read): rewriting the
+        // rev alone would cost a write per record on every read. What a newer rev could still
+        // order is a delete from before a re-creation under the same TID, which clients never do.
+        if (!echo && (!doc.deleted || hidden) && doc.atproto?.cid === op.cid && sameContent(doc, op.mood, user)) {
           result.unchanged++
           continue
         }
@@ -181,7 +187,8 @@ export class MoodStore {
         continue
       }
       const target = op.mood.ref === undefined ? undefined : refTargets.get(op.mood.ref)
-      if (target && canAttach(target, op)) {
+      if (target && !claimed.has(op.mood.ref!) && canAttach(target, op)) {
+        claimed.add(op.mood.ref!)
         writes.push({ updateOne: { filter: guard(target), update: upsertUpdate(op, op.user ?? target.user, false, target.atproto?.state !== undefined) } })
         updates++
         result.attached++

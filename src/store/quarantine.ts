@@ -22,7 +22,7 @@ export class QuarantineStore {
     const at = new Date()
     await bulkWriteChunked(
       this.#db.collection<QuarantineDoc>(COLLECTIONS.quarantine),
-      entries.map((entry) => {
+      entries.map(dropUndefined).map((entry) => {
         const _id = idOf([entry.source, entry.did, entry.rkey, entry.cid, entry.cursor, entry.reason])
         return { updateOne: { filter: { _id }, update: { $setOnInsert: { ...entry, at } }, upsert: true } }
       }),
@@ -32,6 +32,11 @@ export class QuarantineStore {
   async list(filter: Partial<Pick<QuarantineDoc, 'did' | 'rkey' | 'source'>> = {}): Promise<QuarantineDoc[]> {
     return this.#db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find(filter).sort({ at: 1, _id: 1 }).toArray()
   }
+}
+
+/** MongoDB stores `undefined` as null; entries keep only the fields they have. */
+function dropUndefined(entry: QuarantineEntry): QuarantineEntry {
+  return Object.fromEntries(Object.entries(entry).filter(([, v]) => v !== undefined)) as QuarantineEntry
 }
 
 /** Missed stretches of the stream, and the repos that need reading whole because of them. */

@@ -34,7 +34,7 @@ export interface PdsClientOptions {
 }
 
 /**
- * XRPC over fetch, just what the writer needs. It returns the rate-limit headers with every
+ * XRPC over fetch, just what the writer and the repo reader need. It returns the rate-limit headers with every
  * answer, which the budget uses; credentials are sent in headers and never appear in errors.
  */
 export class PdsClient {
@@ -49,6 +49,36 @@ export class PdsClient {
   }
 
   async call<T>(method: string, opts: { token?: string; body?: unknown; query?: Record<string, string> } = {}): Promise<T> {
+    const res = await this.#request(method, opts)
+    const text = await res.text().catch(() => '')
+    return (text ? JSON.parse(text) : {}) as T
+  }
+
+  /**
+   * A binary answer (a repo CAR), refused before reading when it announces more than
+   * `maxBytes`: the caller then reads the repo some other way instead of holding it all.
+   */
+  async bytes(method: string, opts: { query?: Record<string, string>; maxBytes?: number } = {}): Promise<Uint8Array> {
+    const res = await this.#request(method, { query: opts.query, timeoutMs: Math.max(this.#timeoutMs, 120_000) })
+    const announced = Number(res.headers.get('content-length'))
+    if (opts.maxBytes !== undefined && Number.isFinite(announced) && announced > opts.maxBytes) {
+      await res.body?.cancel().catch(() => {})
+      throw new PdsError(method, 413, 'TooLarge', `answer of ${announced} bytes exceeds the ${opts.maxBytes}-byte limit`)
+    }
+    try {
+      const bytes = new Uint8Array(await res.arrayBuffer())
+      if (opts.maxBytes !== undefined && bytes.byteLength > opts.maxBytes) {
+        throw new PdsError(method, 413, 'TooLarge', `answer of ${bytes.byteLength} bytes exceeds the ${opts.maxBytes}-byte limit`)
+      }
+      return bytes
+    } catch (err) {
+      if (err instanceof PdsError) throw err
+      throw new PdsError(method, 0, undefined, `answer cut off: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** Sends the call; any answer but a success becomes a PdsError. */
+  async #request(method: string, opts: { token?: string; body?: unknown; query?: Record<string, string>; timeoutMs?: number }): Promise<Response> {
     const url = new URL(`${this.url}/xrpc/${method}`)
     for (const [k, v] of Object.entries(opts.query ?? {})) url.searchParams.set(k, v)
     const headers: Record<string, string> = {}
@@ -60,13 +90,13 @@ export class PdsClient {
         method: opts.body === undefined ? 'GET' : 'POST',
         headers,
         body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: AbortSignal.timeout(opts.timeoutMs ?? this.#timeoutMs),
       })
     } catch (err) {
       throw new PdsError(method, 0, undefined, (err as Error).name === 'TimeoutError' ? 'timed out' : (err as Error).message, { cause: err })
     }
+    if (res.ok) return res
     const text = await res.text().catch(() => '')
-    if (res.ok) return (text ? JSON.parse(text) : {}) as T
     let error: string | undefined
     let message = ''
     try {

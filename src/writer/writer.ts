@@ -166,30 +166,92 @@ export class Writer {
     }
     await this.#moods.updateMany({ ...mine, deleted: { $ne: true } }, { $set: { deleted: true } })
     let recordsDeleted = 0
-    if (did) {
-      const rkeys = await this.#listRkeys(did)
-      for (let i = 0; i < rkeys.length; i += MAX_WRITES) {
-        const chunk = rkeys.slice(i, i + MAX_WRITES)
-        await this.#spend(did, chunk.length * WRITE_COST.delete)
-        await this.sessions.call(input.user, 'com.atproto.repo.applyWrites', {
-          body: { repo: did, writes: chunk.map((rkey) => ({ $type: 'com.atproto.repo.applyWrites#delete', collection: MOOD_NSID, rkey })) },
-        })
-        recordsDeleted += chunk.length
-      }
-    }
+    if (did) recordsDeleted = (await this.deleteRecords({ user: input.user, did, rkeys: await this.#listRkeys(did) })).deleted
     const removed = await this.#moods.deleteMany(mine)
     this.#log.info({ user: input.user, recordsDeleted, documentsDeleted: removed.deletedCount }, 'forgot a user')
     return { recordsDeleted, documentsDeleted: removed.deletedCount }
   }
 
   /**
+   * Deletes records of the user's repo directly (duplicates, erasure) in applyWrites batches,
+   * each paid from the account's budget first. Returns the rev of the last commit, which
+   * orders the deletes against anything the indexer sees.
+   */
+  async deleteRecords(input: { user: string; did: string; rkeys: readonly string[] }): Promise<{ deleted: number; rev?: string }> {
+    let deleted = 0
+    let rev: string | undefined
+    for (let i = 0; i < input.rkeys.length; i += MAX_WRITES) {
+      const chunk = input.rkeys.slice(i, i + MAX_WRITES)
+      await this.#spend(input.did, chunk.length * WRITE_COST.delete)
+      const res = await this.sessions.call<{ commit?: { rev: string } }>(input.user, 'com.atproto.repo.applyWrites', {
+        body: { repo: input.did, writes: chunk.map((rkey) => ({ $type: 'com.atproto.repo.applyWrites#delete', collection: MOOD_NSID, rkey })) },
+      })
+      rev = res.commit?.rev ?? rev
+      deleted += chunk.length
+    }
+    return { deleted, rev }
+  }
+
+  /**
+   * Gives moods that never had a record (written before moodsync, or while the user had no
+   * account) an rkey and CID and queues them, for `flush()` to write. Guarded on the rkey's
+   * absence, so running it again, or concurrently, never queues a mood twice. A mood the
+   * lexicon refuses (too long, bad date) is marked failed with the reason.
+   */
+  async adopt(docs: readonly MoodDoc[]): Promise<{ queued: number; invalid: number; skipped: number }> {
+    const result = { queued: 0, invalid: 0, skipped: 0 }
+    const dids = new Map<string, string | null>()
+    for (const doc of docs) {
+      if (doc.user === null || doc.deleted || doc.atproto?.rkey !== undefined) {
+        result.skipped++
+        continue
+      }
+      if (!dids.has(doc.user)) dids.set(doc.user, await this.#credentials.didOf(doc.user))
+      const did = dids.get(doc.user)
+      if (!did) {
+        result.skipped++
+        continue
+      }
+      const unlinked = { _id: doc._id, 'atproto.rkey': { $exists: false }, deleted: { $ne: true as const } }
+      let mood: Mood
+      try {
+        mood = validate({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
+      } catch (err) {
+        await this.#moods.updateOne(unlinked, { $set: { 'atproto.state': 'failed', 'atproto.error': (err as Error).message } })
+        result.invalid++
+        continue
+      }
+      const res = await this.#moods.updateOne(unlinked, {
+        $set: { 'atproto.did': did, 'atproto.rkey': TID.nextStr(), 'atproto.cid': await recordCid(mood), 'atproto.state': 'pending', 'atproto.op': 'put', 'atproto.version': (doc.atproto?.version ?? 0) + 1, 'atproto.attempts': 0 },
+        $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '' },
+      })
+      if (res.modifiedCount === 1) result.queued++
+      else result.skipped++
+    }
+    return result
+  }
+
+  /**
+   * Makes changes due now: failed ones go back in the outbox (their cause fixed), pending ones
+   * waiting out a backoff are tried at once. The budget and the PDS's 429s still apply.
+   */
+  async requeue(ids: readonly ObjectId[]): Promise<number> {
+    if (ids.length === 0) return 0
+    const res = await this.#moods.updateMany(
+      { _id: { $in: [...ids] }, 'atproto.state': { $in: ['failed', 'pending'] }, 'atproto.rkey': { $exists: true } },
+      { $set: { 'atproto.state': 'pending', 'atproto.attempts': 0 }, $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '' } },
+    )
+    return res.modifiedCount
+  }
+
+  /**
    * The retry worker's step: writes every due pending change (oldest first), within each
    * account's budget. Returns what it did; never throws for PDS failures.
    */
-  async flush(opts: { limit?: number; now?: Date } = {}): Promise<FlushResult> {
+  async flush(opts: { limit?: number; now?: Date; user?: string } = {}): Promise<FlushResult> {
     const now = opts.now ?? new Date()
     const due = await this.#moods
-      .find({ 'atproto.state': 'pending', $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: now } }] })
+      .find({ 'atproto.state': 'pending', ...(opts.user === undefined ? {} : { user: opts.user }), $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: now } }] })
       .sort({ 'atproto.nextAttemptAt': 1, _id: 1 })
       .limit(opts.limit ?? 5000)
       .toArray()

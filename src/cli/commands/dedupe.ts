@@ -1,0 +1,34 @@
+import { parseArgs } from 'node:util'
+import { dedupe as runDedupe } from '../../reconcile/dedupe.ts'
+import { failureCount } from '../../reconcile/inspect.ts'
+import type { Command } from '../command.ts'
+import { report } from '../output.ts'
+import { failureLine } from '../table.ts'
+import { commonOptions, concurrencyOf, INTERRUPTED, subjectsFor, withReconcile } from './reconcile-context.ts'
+
+export const dedupe: Command = {
+  name: 'dedupe',
+  summary: 'list ATProto records sharing a ref; with --delete keep the one MongoDB points to (or the oldest) and delete the rest',
+  usage: 'moodsync dedupe [--user SUB] [--delete] [--json] [--concurrency N]',
+  async run({ argv, env, stdout, stderr, signal }) {
+    const { values } = parseArgs({ args: argv, options: { ...commonOptions, delete: { type: 'boolean', default: false } } })
+    const concurrency = concurrencyOf(values.concurrency, 2)
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runDedupe(ctx, await subjectsFor(ctx, values.user), { delete: values.delete, concurrency, signal }))
+    report(stdout, values.json, result, () => {
+      const lines = [`${result.duplicates} duplicate records in ${result.groups} groups across ${result.subjects.length} repos`]
+      for (const s of result.subjects) {
+        lines.push(`  ${s.user ?? s.did} (${s.did}): ${s.groups.length} groups`)
+        for (const g of s.groups.slice(0, 5)) lines.push(`    ref ${g.ref}: keep ${g.keep}, ${values.delete ? 'delete' : 'would delete'} ${g.drop.join(' ')}`)
+        if (s.groups.length > 5) lines.push(`    … ${s.groups.length - 5} more groups (--json lists all)`)
+      }
+      lines.push(
+        values.delete ? `deleted ${result.deleted} records; ${result.moodsMarkedDeleted} MongoDB moods that mirrored them marked deleted` : result.duplicates > 0 ? 'nothing deleted: run again with --delete' : 'nothing to do',
+        failureLine(result.failures.byKind),
+        ...result.failures.first.map((f) => `  ${f.user ?? f.did}: ${f.kind}: ${f.message}`),
+      )
+      return lines.join('\n')
+    })
+    if (signal.aborted) return INTERRUPTED
+    return failureCount(result.failures) > 0 ? 1 : 0
+  },
+}

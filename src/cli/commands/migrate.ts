@@ -1,0 +1,32 @@
+import { parseArgs } from 'node:util'
+import { failureCount } from '../../reconcile/inspect.ts'
+import { migrate as runMigrate } from '../../reconcile/migrate.ts'
+import type { Command } from '../command.ts'
+import { report } from '../output.ts'
+import { failureLine } from '../table.ts'
+import { commonOptions, concurrencyOf, INTERRUPTED, subjectsFor, withReconcile } from './reconcile-context.ts'
+
+export const migrate: Command = {
+  name: 'migrate',
+  summary: 'push moods that have no ATProto record yet through the outbox (batched, resumable, idempotent)',
+  usage: 'moodsync migrate [--user SUB] [--dry-run] [--json] [--concurrency N]',
+  async run({ argv, env, stdout, stderr, signal }) {
+    const { values } = parseArgs({ args: argv, options: { ...commonOptions, 'dry-run': { type: 'boolean', default: false } } })
+    const concurrency = concurrencyOf(values.concurrency, 2)
+    const dryRun = values['dry-run']
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runMigrate(ctx, await subjectsFor(ctx, values.user), { dryRun, concurrency, signal }))
+    report(stdout, values.json, result, () => {
+      const f = result.flushed
+      return [
+        dryRun
+          ? `migrate plan (dry run: nothing changed): ${result.queued} moods to write, ${result.resumed} already queued, ${result.linked} to link to records that already exist`
+          : `migrate: ${result.linked} linked to existing records, ${result.queued} queued (+${result.resumed} from an earlier run); ${f.written} written, ${f.deferred} deferred (retried by the worker or the next run), ${f.failed + result.invalid} failed; ${result.confirmed} confirmed by reading back`,
+        `${result.noAccount} moods belong to users without an ATProto account`,
+        failureLine(result.failures.byKind),
+        ...result.failures.first.map((x) => `  ${x.user ?? x.did}: ${x.kind}: ${x.message}`),
+      ].join('\n')
+    })
+    if (signal.aborted) return INTERRUPTED
+    return failureCount(result.failures) > 0 || result.flushed.failed + result.invalid > 0 ? 1 : 0
+  },
+}

@@ -1,0 +1,56 @@
+import { parseArgs } from 'node:util'
+import type { StatusCounts } from '../../reconcile/compare.ts'
+import { failureCount } from '../../reconcile/inspect.ts'
+import { status as runStatus, type StatusReport } from '../../reconcile/status.ts'
+import type { Command } from '../command.ts'
+import { report } from '../output.ts'
+import { failureLine, table } from '../table.ts'
+import { commonOptions, concurrencyOf, subjectsFor, withReconcile } from './reconcile-context.ts'
+
+/** Exit code when some subjects could not be checked (and none of the others drifted). */
+export const STATUS_INCOMPLETE = 3
+
+const COLUMNS: [keyof StatusCounts, string][] = [
+  ['inSync', 'in sync'],
+  ['atprotoOnly', 'atproto only'],
+  ['mongoOnly', 'record gone'],
+  ['unmigrated', 'never written'],
+  ['differs', 'differs'],
+  ['duplicates', 'duplicates'],
+  ['unconfirmed', 'unconfirmed'],
+  ['noAccount', 'no account'],
+  ['invalid', 'invalid'],
+]
+
+export const status: Command = {
+  name: 'status',
+  summary: 'compare MongoDB with the repos: in sync, missing, extra, differing, duplicates, unconfirmed (exit 1 on drift)',
+  usage: 'moodsync status [--user SUB] [--json] [--concurrency N]',
+  async run({ argv, env, stdout, stderr, signal }) {
+    const { values } = parseArgs({ args: argv, options: commonOptions })
+    const concurrency = concurrencyOf(values.concurrency, 4)
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runStatus(ctx, await subjectsFor(ctx, values.user), { concurrency, signal }))
+    report(stdout, values.json, result, () => humanStatus(result))
+    if (result.drift > 0) return 1
+    return failureCount(result.failures) > 0 ? STATUS_INCOMPLETE : 0
+  },
+}
+
+function humanStatus(result: StatusReport): string {
+  const rows = result.subjects.filter((s) => s.drift > 0 || result.subjects.length <= 20).map((s) => [s.user ?? s.did ?? '?', ...COLUMNS.map(([key]) => s.counts[key])])
+  const hidden = result.subjects.length - rows.length
+  const lines = [
+    result.drift === 0 ? `in sync: ${result.total.inSync} moods across ${result.subjects.length} users/repos` : `DRIFT: ${result.drift} moods or records out of sync across ${result.subjects.filter((s) => s.drift > 0).length} users/repos`,
+    '',
+    table(['user / repo', ...COLUMNS.map(([, label]) => label)], [...rows, ['TOTAL', ...COLUMNS.map(([key]) => result.total[key])]]),
+  ]
+  if (hidden > 0) lines.push(`(${hidden} users/repos without drift not listed; --json lists all)`)
+  lines.push(
+    '',
+    'atproto only: record not in MongoDB (repair restores) · record gone: deleted on ATProto (repair marks deleted) · never written: no record yet (migrate/repair push)',
+    'differs: MongoDB says otherwise (repair takes the record) · duplicates: extra records sharing a ref (dedupe --delete) · unconfirmed: outbox writes not seen on ATProto (repair retries)',
+    failureLine(result.failures.byKind),
+    ...result.failures.first.map((f) => `  ${f.user ?? f.did}: ${f.kind}: ${f.message}`),
+  )
+  return lines.join('\n')
+}

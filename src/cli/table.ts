@@ -1,0 +1,12 @@
+/** A plain text table: first column left-aligned, the others right-aligned (numbers). */
+export function table(header: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
+  const cells = [header, ...rows].map((row) => row.map((cell) => (typeof cell === 'number' ? cell.toLocaleString('en-US') : cell)))
+  const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)))
+  return cells.map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd()).join('\n')
+}
+
+/** Failures by kind as one line, e.g. "2 unreachable, 1 verification". */
+export function failureLine(byKind: Record<string, number>): string {
+  const parts = Object.entries(byKind).map(([kind, n]) => `${n} ${kind}`)
+  return parts.length === 0 ? 'no failures' : `failures: ${parts.join(', ')}`
+}

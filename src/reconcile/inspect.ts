@@ -1,0 +1,70 @@
+import type { Logger } from '../logger.ts'
+import type { UpsertOp } from '../store/moods.ts'
+import type { Store } from '../store/store.ts'
+import type { Writer } from '../writer/writer.ts'
+import { compareSubject, type SubjectDiff } from './compare.ts'
+import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
+import type { RepoSync } from './repo-sync.ts'
+import { docsOf, forgottenAt, snapshotOps, type Subject } from './subjects.ts'
+
+/** What the reconcile commands share: MongoDB, the repo reader, and (for writes) the writer. */
+export interface ReconcileContext {
+  store: Store
+  reader: RepoReader
+  sync: RepoSync
+  writer?: Writer
+  log: Logger
+}
+
+export interface Inspection {
+  subject: Subject
+  diff: SubjectDiff
+  /** The repo as read; absent for a user without an account. */
+  snapshot?: RepoSnapshot
+  /** Its valid records, as store ops. */
+  records: UpsertOp[]
+}
+
+/** Reads the subject's repo (verified) and documents, and compares them. */
+export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<Inspection> {
+  const db = ctx.store.db
+  if (subject.did === null) {
+    return { subject, records: [], diff: compareSubject({ ...subject, records: [], invalid: 0, docs: await docsOf(db, subject) }) }
+  }
+  const snapshot = await ctx.reader.read(subject.did)
+  const { ops, rejected } = snapshotOps(snapshot, subject.user, await forgottenAt(db, subject.did))
+  // Read after the repo: a mood posted in between then looks unconfirmed, never deleted.
+  const docs = await docsOf(db, subject)
+  return { subject, snapshot, records: ops, diff: compareSubject({ ...subject, records: ops, invalid: rejected.length, docs }) }
+}
+
+/** A failure while handling one subject, by kind, so a run reports them and goes on. */
+export function failureKind(err: unknown): string {
+  if (err instanceof RepoUnavailableError) return err.kind
+  const name = (err as Error)?.name
+  if (name === 'PdsError') return (err as { status?: number }).status === 429 ? 'rate-limited' : 'pds'
+  if (name === 'NoCredentialsError') return 'no-credentials'
+  if (name === 'StoreError' || name?.startsWith('Mongo')) return 'store'
+  return 'error'
+}
+
+export interface Failures {
+  byKind: Record<string, number>
+  /** The first few in full. */
+  first: { user: string | null; did: string | null; kind: string; message: string }[]
+}
+
+export function emptyFailures(): Failures {
+  return { byKind: {}, first: [] }
+}
+
+export function addFailure(failures: Failures, subject: Subject, err: unknown, log: Logger): void {
+  const kind = failureKind(err)
+  failures.byKind[kind] = (failures.byKind[kind] ?? 0) + 1
+  if (failures.first.length < 20) failures.first.push({ ...subject, kind, message: (err as Error).message })
+  log.warn({ user: subject.user, did: subject.did, kind, err: (err as Error).message }, 'reconcile failed for a subject')
+}
+
+export function failureCount(failures: Failures): number {
+  return Object.values(failures.byKind).reduce((a, b) => a + b, 0)
+}

@@ -1,0 +1,63 @@
+import type { FlushResult } from '../writer/writer.ts'
+import { addFailure, emptyFailures, inspect, type Failures, type ReconcileContext } from './inspect.ts'
+import { forEachConcurrent } from './pool.ts'
+import { confirmWritten, flushOutbox } from './settle.ts'
+import type { Subject } from './subjects.ts'
+
+export interface MigrateReport {
+  dryRun: boolean
+  /** Moods whose record already existed (it names them by `ref`): linked, not written again. */
+  linked: number
+  /** Moods queued in the outbox for a first write. */
+  queued: number
+  /** Moods already in the outbox (an interrupted run): written now with the rest. */
+  resumed: number
+  /** Moods the lexicon refuses (too long, bad date): marked failed with the reason. */
+  invalid: number
+  flushed: FlushResult
+  confirmed: number
+  /** Users with moods but no ATProto account: nothing to migrate to. */
+  noAccount: number
+  failures: Failures
+}
+
+/**
+ * Pushes every mood that has no record yet through the writer's outbox (applyWrites batches,
+ * within the budget). The repo is read first, so a mood whose record an earlier, interrupted
+ * migration already wrote is linked to it instead of written twice. Resumable and idempotent:
+ * queued moods are written on the next run; a second run finds nothing to do.
+ */
+export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[], opts: { dryRun?: boolean; concurrency?: number; signal?: AbortSignal } = {}): Promise<MigrateReport> {
+  const dryRun = opts.dryRun ?? false
+  const report: MigrateReport = { dryRun, linked: 0, queued: 0, resumed: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0, noAccount: 0, failures: emptyFailures() }
+  const writer = ctx.writer
+  await forEachConcurrent(subjects.filter((s) => s.user !== null), opts.concurrency ?? 2, opts.signal, async (subject) => {
+    try {
+      const { diff } = await inspect(ctx, subject)
+      if (subject.did === null) {
+        report.noAccount += diff.noAccount
+        return
+      }
+      const links = diff.links
+      const pending = diff.unconfirmed.filter((doc) => doc.atproto?.state === 'pending' && doc.deleted !== true)
+      if (dryRun) {
+        report.linked += links.length
+        report.queued += diff.unmigrated.length
+        report.resumed += pending.length
+        return
+      }
+      if (links.length > 0) report.linked += (await ctx.store.moods.apply(links)).attached
+      if (!writer || (diff.unmigrated.length === 0 && pending.length === 0)) return
+      const adopted = await writer.adopt(diff.unmigrated)
+      report.queued += adopted.queued
+      report.invalid += adopted.invalid
+      report.resumed += pending.length
+      const flushed = await flushOutbox(writer, subject.user!)
+      for (const key of Object.keys(flushed) as (keyof FlushResult)[]) report.flushed[key] += flushed[key]
+      report.confirmed += await confirmWritten(ctx, subject)
+    } catch (err) {
+      addFailure(report.failures, subject, err, ctx.log)
+    }
+  })
+  return report
+}

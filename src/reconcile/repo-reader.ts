@@ -1,0 +1,211 @@
+import type { IdResolver } from '@atproto/identity'
+import { cborToLexRecord, def, ensureV3Commit, MemoryBlockstore, MST, readCarWithRoot, verifyCommitSig, type Commit } from '@atproto/repo'
+import { MoodsyncError } from '../errors.ts'
+import { silentLogger, type Logger } from '../logger.ts'
+import { MOOD_NSID } from '../mood.ts'
+import { Backoff, sleep } from '../retry.ts'
+import { PdsClient, PdsError } from '../writer/pds-client.ts'
+
+/** One record of our collection, as the repo holds it (not validated yet). */
+export interface RepoRecord {
+  rkey: string
+  cid: string
+  value: unknown
+}
+
+/** Every record of our collection in one repo, at one revision. */
+export interface RepoSnapshot {
+  did: string
+  rev: string
+  /** The PDS the DID document names. */
+  pds: string
+  records: RepoRecord[]
+  /** `car`: read from the signed repo and verified; `listRecords`: the fallback, unverified. */
+  via: 'car' | 'listRecords'
+  /** Size of the CAR read (0 for listRecords). */
+  bytes: number
+}
+
+/** Why a repo could not be read: the kind decides what the caller does and how it reports it. */
+export type RepoFailureKind = 'deactivated' | 'takendown' | 'suspended' | 'not-found' | 'unresolvable' | 'unreachable' | 'rate-limited' | 'verification' | 'invalid'
+
+export class RepoUnavailableError extends MoodsyncError {
+  override name = 'RepoUnavailableError'
+  readonly did: string
+  readonly kind: RepoFailureKind
+  constructor(did: string, kind: RepoFailureKind, message: string, opts: { cause?: unknown } = {}) {
+    super(`${did}: ${kind}: ${message}`, opts)
+    this.did = did
+    this.kind = kind
+  }
+}
+
+export interface RepoReaderOptions {
+  idResolver: IdResolver
+  fetch?: typeof globalThis.fetch
+  log?: Logger
+  /** A CAR announced larger than this is not downloaded: the repo is listed with listRecords. */
+  maxCarBytes?: number
+  /** Tries per request for transient failures (network, 5xx, short 429s). */
+  attempts?: number
+  signal?: AbortSignal
+}
+
+const PREFIX = `${MOOD_NSID}/`
+const REPO_STATUS: Record<string, RepoFailureKind> = {
+  RepoDeactivated: 'deactivated',
+  RepoTakendown: 'takendown',
+  RepoSuspended: 'suspended',
+  RepoNotFound: 'not-found',
+}
+/** A 429 that resets later than this is reported, not waited out. */
+const MAX_RATE_WAIT_MS = 60_000
+
+/**
+ * Reads whole repos from their PDS: `getRepo` (every block's CID checked, the commit's
+ * signature checked against the DID's key, the DID checked), then only our collection's part
+ * of the MST is walked. `getLatestCommit` answers "has it changed?" without the download.
+ */
+export class RepoReader {
+  readonly #opts: RepoReaderOptions
+  readonly #log: Logger
+  readonly #clients = new Map<string, PdsClient>()
+
+  constructor(opts: RepoReaderOptions) {
+    this.#opts = opts
+    this.#log = (opts.log ?? silentLogger).child({ component: 'repo-reader' })
+  }
+
+  /** The repo's current revision (one small request). */
+  async latestRev(did: string): Promise<string> {
+    const { pds } = await this.#identity(did)
+    const res = await this.#retry(did, () => this.#client(pds).call<{ rev: string }>('com.atproto.sync.getLatestCommit', { query: { did } }))
+    return res.rev
+  }
+
+  async read(did: string): Promise<RepoSnapshot> {
+    const identity = await this.#identity(did)
+    let car: Uint8Array
+    try {
+      car = await this.#retry(did, () => this.#client(identity.pds).bytes('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes }))
+    } catch (err) {
+      if (err instanceof RepoUnavailableError && err.cause instanceof PdsError && canList(err.cause)) {
+        this.#log.warn({ did, reason: err.cause.message }, 'repo CAR unavailable; listing records instead (unverified)')
+        return this.#list(did, identity.pds)
+      }
+      throw err
+    }
+    try {
+      return { did, pds: identity.pds, via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, identity.signingKey)) }
+    } catch (err) {
+      if (!(err instanceof RepoUnavailableError) || err.kind !== 'verification') throw err
+      // Keys rotate: check once more against a freshly resolved DID document.
+      const fresh = await this.#identity(did, true)
+      if (fresh.signingKey === identity.signingKey) throw err
+      return { did, pds: fresh.pds, via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, fresh.signingKey)) }
+    }
+  }
+
+  async #verified(did: string, car: Uint8Array, signingKey: string): Promise<{ rev: string; records: RepoRecord[] }> {
+    let commit: Commit
+    let data: MST
+    let blocks: MemoryBlockstore
+    try {
+      const parsed = await readCarWithRoot(car)
+      blocks = new MemoryBlockstore(parsed.blocks)
+      commit = ensureV3Commit(await blocks.readObj(parsed.root, def.versionedCommit))
+      data = MST.load(blocks, commit.data)
+    } catch (err) {
+      throw new RepoUnavailableError(did, 'invalid', `unreadable repo CAR: ${(err as Error).message}`, { cause: err })
+    }
+    if (commit.did !== did) throw new RepoUnavailableError(did, 'verification', `the repo is signed for ${commit.did}`)
+    if (!(await verifyCommitSig(commit, signingKey))) {
+      throw new RepoUnavailableError(did, 'verification', `invalid signature on the commit at rev ${commit.rev}`)
+    }
+    const records: RepoRecord[] = []
+    try {
+      for await (const leaf of data.walkLeavesFrom(PREFIX)) {
+        if (!leaf.key.startsWith(PREFIX)) break
+        const bytes = await blocks.getBytes(leaf.value)
+        if (!bytes) throw new Error(`missing record block ${leaf.value.toString()}`)
+        records.push({ rkey: leaf.key.slice(PREFIX.length), cid: leaf.value.toString(), value: decodeRecord(bytes) })
+      }
+    } catch (err) {
+      throw new RepoUnavailableError(did, 'invalid', `incomplete repo CAR: ${(err as Error).message}`, { cause: err })
+    }
+    return { rev: commit.rev, records }
+  }
+
+  /** The fallback where the CAR cannot be had: the PDS's own listing, with the latest rev. */
+  async #list(did: string, pds: string): Promise<RepoSnapshot> {
+    const client = this.#client(pds)
+    // Taken first: a record written while listing then makes the next run read again.
+    const rev = (await this.#retry(did, () => client.call<{ rev: string }>('com.atproto.sync.getLatestCommit', { query: { did } }))).rev
+    const records: RepoRecord[] = []
+    let cursor: string | undefined
+    do {
+      const page = await this.#retry(did, () =>
+        client.call<{ records: { uri: string; cid: string; value: unknown }[]; cursor?: string }>('com.atproto.repo.listRecords', {
+          query: { repo: did, collection: MOOD_NSID, limit: '100', ...(cursor ? { cursor } : {}) },
+        }),
+      )
+      for (const r of page.records) records.push({ rkey: r.uri.slice(r.uri.lastIndexOf('/') + 1), cid: r.cid, value: r.value })
+      cursor = page.records.length > 0 ? page.cursor : undefined
+    } while (cursor)
+    records.sort((a, b) => (a.rkey < b.rkey ? -1 : a.rkey > b.rkey ? 1 : 0))
+    return { did, rev, pds, records, via: 'listRecords', bytes: 0 }
+  }
+
+  async #identity(did: string, forceRefresh = false): Promise<{ pds: string; signingKey: string }> {
+    try {
+      const data = await this.#opts.idResolver.did.resolveAtprotoData(did, forceRefresh)
+      return { pds: data.pds, signingKey: data.signingKey }
+    } catch (err) {
+      throw new RepoUnavailableError(did, 'unresolvable', `cannot resolve the DID's PDS and key: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  #client(pds: string): PdsClient {
+    let client = this.#clients.get(pds)
+    if (!client) {
+      client = new PdsClient({ url: pds, fetch: this.#opts.fetch, timeoutMs: 30_000 })
+      this.#clients.set(pds, client)
+    }
+    return client
+  }
+
+  /** The retry decision for repo reads: transient failures again with backoff, the rest classified. */
+  async #retry<T>(did: string, call: () => Promise<T>): Promise<T> {
+    const backoff = new Backoff({ baseMs: 500, maxMs: 10_000 })
+    const attempts = this.#opts.attempts ?? 4
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call()
+      } catch (err) {
+        if (!(err instanceof PdsError)) throw err
+        const status = err.error === undefined ? undefined : REPO_STATUS[err.error]
+        if (status) throw new RepoUnavailableError(did, status, err.message, { cause: err })
+        const rateWait = err.status === 429 ? (err.retryAt ?? Date.now()) - Date.now() : 0
+        if (!err.transient || attempt >= attempts || rateWait > MAX_RATE_WAIT_MS || this.#opts.signal?.aborted) {
+          const kind: RepoFailureKind = err.status === 429 ? 'rate-limited' : err.transient ? 'unreachable' : 'invalid'
+          throw new RepoUnavailableError(did, kind, err.message, { cause: err })
+        }
+        await sleep(Math.max(rateWait, backoff.next()), this.#opts.signal)
+      }
+    }
+  }
+}
+
+/** getRepo is missing (404/501) or the CAR is too large to hold: listRecords can still answer. */
+function canList(err: PdsError): boolean {
+  return err.status === 413 || err.status === 404 || err.status === 501 || err.error === 'MethodNotImplemented'
+}
+
+function decodeRecord(bytes: Uint8Array): unknown {
+  try {
+    return cborToLexRecord(bytes)
+  } catch {
+    // Kept as a non-record, so validation quarantines it with a reason instead of failing the repo.
+    return null
+  }
+}

@@ -1,0 +1,36 @@
+import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
+import { addFailure, emptyFailures, inspect, type Failures, type ReconcileContext } from './inspect.ts'
+import { forEachConcurrent } from './pool.ts'
+import type { Subject } from './subjects.ts'
+
+export interface SubjectStatus extends Subject {
+  counts: StatusCounts
+  drift: number
+  /** Duplicate groups, for the operator: which record is kept, which would go. */
+  duplicates?: { ref: string; keep: string; drop: string[] }[]
+}
+
+export interface StatusReport {
+  subjects: SubjectStatus[]
+  total: StatusCounts
+  drift: number
+  failures: Failures
+}
+
+/** Compares every subject; a subject whose repo cannot be read is a failure, not drift. */
+export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: { concurrency?: number; signal?: AbortSignal } = {}): Promise<StatusReport> {
+  const report: StatusReport = { subjects: [], total: emptyCounts(), drift: 0, failures: emptyFailures() }
+  await forEachConcurrent(subjects, opts.concurrency ?? 4, opts.signal, async (subject) => {
+    try {
+      const { diff } = await inspect(ctx, subject)
+      const counts = countsOf(diff)
+      report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
+      addCounts(report.total, counts)
+    } catch (err) {
+      addFailure(report.failures, subject, err, ctx.log)
+    }
+  })
+  report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
+  report.drift = driftOf(report.total)
+  return report
+}

@@ -1,0 +1,223 @@
+import { Writable } from 'node:stream'
+import { TID } from '@atproto/common-web'
+import { ObjectId } from 'mongodb'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { main } from '../../src/cli/main.ts'
+import { MOOD_NSID } from '../../src/mood.ts'
+import type { StatusReport } from '../../src/reconcile/status.ts'
+import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
+import { ensureIndexes } from '../../src/store/indexes.ts'
+import { Writer } from '../../src/writer/writer.ts'
+import { useTestDb } from '../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { compareWithRepos, inSync } from '../rig/repos.ts'
+
+const t = useTestDb('reconcile')
+const SECRET = 'reconcile-test-secret-0123456789abcdef'
+
+/** The platform's mess, by construction; every expected count below is derived from these. */
+const MOODS = 222
+const MIGRATED = 150 // the old migration wrote records for the first 150 moods...
+const DUPLICATED = 140 // ...twice for the first 140 (it was interrupted and re-run)
+const GONE = [140, 141, 142, 143] // records deleted on the PDS while nothing listened
+const EDITED = [144, 145, 146] // records edited by another client
+const LOST_LINK = [220, 221] // records written, but the document never learnt its rkey
+const OTHER_CLIENT = 5 // moods posted from another ATProto app
+const NO_ACCOUNT_MOODS = 10
+
+type Run = { code: number; out: string; err: string }
+
+describe('status, dedupe, repair and migrate clean up the platform\'s real mess', () => {
+  let network: TestNetwork
+  let alice: TestAccount
+  let env: Record<string, string>
+  const ids: ObjectId[] = []
+  const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
+
+  const run = async (...argv: string[]): Promise<Run> => {
+    let out = ''
+    let err = ''
+    const stdout = new Writable({ write: (c, _e, done) => ((out += c.toString()), done()) })
+    const stderr = new Writable({ write: (c, _e, done) => ((err += c.toString()), done()) })
+    const code = await main(argv, { stdout, stderr, env })
+    return { code, out, err }
+  }
+  const json = async <T,>(...argv: string[]): Promise<T & { code: number }> => {
+    const res = await run(...argv, '--json')
+    try {
+      return { ...(JSON.parse(res.out) as T), code: res.code }
+    } catch {
+      throw new Error(`not JSON (exit ${res.code}): ${res.out}\n${res.err}`)
+    }
+  }
+  const aliceStatus = async () => {
+    const report = await json<StatusReport>('status')
+    return { report, alice: report.subjects.find((s) => s.user === 'auth0|alice')!.counts, nobody: report.subjects.find((s) => s.user === 'auth0|nobody')!.counts }
+  }
+  const listRecords = async () => {
+    const all: { rkey: string; cid: string; value: Record<string, unknown> }[] = []
+    let cursor: string | undefined
+    do {
+      const page = await alice.agent.com.atproto.repo.listRecords({ repo: alice.did, collection: MOOD_NSID, limit: 100, cursor })
+      all.push(...page.data.records.map((r) => ({ rkey: r.uri.split('/').pop()!, cid: r.cid, value: r.value as Record<string, unknown> })))
+      cursor = page.data.records.length > 0 ? page.data.cursor : undefined
+    } while (cursor)
+    return all
+  }
+  const write = async (writes: { rkey: string; value: Record<string, unknown> }[]) => {
+    for (let i = 0; i < writes.length; i += 200) {
+      await alice.agent.com.atproto.repo.applyWrites({
+        repo: alice.did,
+        writes: writes.slice(i, i + 200).map((w) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: w.rkey, value: { $type: MOOD_NSID, ...w.value } })),
+      })
+    }
+  }
+  const snapshotDb = async () => JSON.stringify(await moods().find().sort({ _id: 1 }).toArray())
+  const repoRev = async () => (await alice.agent.com.atproto.sync.getLatestCommit({ did: alice.did })).data.rev
+
+  beforeAll(async () => {
+    network = await TestNetwork.start()
+    alice = await network.createAccount('alice')
+    env = { MONGODB_URI: t.uri, MONGODB_DB: t.name, PDS_URL: network.pdsUrl, PLC_URL: network.plcUrl, MOODSYNC_SECRET: SECRET, LOG_LEVEL: 'warn' }
+    await ensureIndexes(t.db)
+    await t.db.collection(COLLECTIONS.users).insertMany([
+      { _id: 'auth0|alice' as never, atproto: { did: alice.did, password: alice.password } },
+      { _id: 'auth0|nobody' as never },
+    ])
+
+    // 222 moods in MongoDB, in today's shape: the migrated ones carry only atproto.rkey.
+    const base = Date.parse('2024-03-01T12:00:00.000Z')
+    const docs: MoodDoc[] = []
+    const first: { rkey: string; value: Record<string, unknown> }[] = []
+    for (let i = 0; i < MOODS; i++) {
+      const _id = new ObjectId()
+      ids.push(_id)
+      const doc: MoodDoc = { _id, user: 'auth0|alice', mood: `mood number ${i}`, when: new Date(base + i * 60_000) }
+      if (i < MIGRATED || LOST_LINK.includes(i)) {
+        const rkey = TID.nextStr()
+        // The oldest records carry the legacy `mongoId`; later ones `ref`.
+        first.push({ rkey, value: { mood: doc.mood, when: doc.when.toISOString(), ...(i < 75 ? { mongoId: _id.toHexString() } : { ref: _id.toHexString() }) } })
+        if (!LOST_LINK.includes(i)) doc.atproto = { rkey }
+      }
+      docs.push(doc)
+    }
+    for (let i = 0; i < NO_ACCOUNT_MOODS; i++) docs.push({ _id: new ObjectId(), user: 'auth0|nobody', mood: `offline ${i}`, when: new Date(base + i) })
+    await moods().insertMany(docs)
+    await write(first)
+    // The re-run of the interrupted migration: a second record for each of the first 140.
+    await write(first.slice(0, DUPLICATED).map((w) => ({ rkey: TID.nextStr(), value: { mood: w.value.mood, when: w.value.when, mongoId: (w.value.mongoId ?? w.value.ref) as string } })))
+    await write(Array.from({ length: OTHER_CLIENT }, (_, i) => ({ rkey: TID.nextStr(), value: { mood: `from another app ${i}`, when: new Date().toISOString(), via: 'other-client' } })))
+    // A record no valid mood can come from: quarantined, never applied, not drift.
+    await write([{ rkey: TID.nextStr(), value: { mood: 42, when: 'yesterday' } }])
+    for (const i of GONE) await alice.agent.com.atproto.repo.deleteRecord({ repo: alice.did, collection: MOOD_NSID, rkey: first[i]!.rkey })
+    for (const i of EDITED) {
+      await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: first[i]!.rkey, record: { $type: MOOD_NSID, ...first[i]!.value, mood: `edited elsewhere ${i}` } })
+    }
+    // A post whose PDS write has not happened yet: in the outbox, not drift for long.
+    await new Writer(t.db, { pdsUrl: network.pdsUrl, secret: SECRET }).enqueue({ user: 'auth0|alice', text: 'queued while the PDS was away' })
+  })
+  afterAll(async () => {
+    await network?.stop()
+  })
+
+  it('status counts each kind of drift exactly and exits non-zero', async () => {
+    const { report, alice: counts, nobody } = await aliceStatus()
+    expect(report.code).toBe(1)
+    expect(counts).toEqual({
+      inSync: MIGRATED - GONE.length - EDITED.length,
+      atprotoOnly: OTHER_CLIENT + LOST_LINK.length,
+      mongoOnly: GONE.length,
+      unmigrated: MOODS - MIGRATED - LOST_LINK.length,
+      differs: EDITED.length,
+      duplicates: DUPLICATED,
+      unconfirmed: 1,
+      noAccount: 0,
+      invalid: 1,
+    })
+    expect(nobody).toMatchObject({ noAccount: NO_ACCOUNT_MOODS, inSync: 0 })
+    expect(report.drift).toBe(OTHER_CLIENT + LOST_LINK.length + GONE.length + (MOODS - MIGRATED - LOST_LINK.length) + EDITED.length + DUPLICATED + 1)
+    // The duplicate groups keep the record MongoDB points to.
+    const groups = report.subjects.find((s) => s.user === 'auth0|alice')!.duplicates!
+    const pointed = new Map((await moods().find({ 'atproto.rkey': { $exists: true } }).toArray()).map((d) => [d._id.toHexString(), d.atproto!.rkey]))
+    expect(groups).toHaveLength(DUPLICATED)
+    for (const g of groups) expect(g.keep).toBe(pointed.get(g.ref))
+
+    const human = await run('status', '--user', 'auth0|alice')
+    expect(human.code).toBe(1)
+    expect(human.out).toMatch(/^DRIFT: \d+ moods or records out of sync/)
+    expect(human.out).toMatch(/auth0\|alice/)
+  })
+
+  it('dry runs and a dedupe without --delete change nothing', async () => {
+    const before = await snapshotDb()
+    const rev = await repoRev()
+    const dedupe = await json<{ duplicates: number; deleted: number }>('dedupe')
+    expect(dedupe).toMatchObject({ duplicates: DUPLICATED, deleted: 0, code: 0 })
+    const plan = await json<{ plan: Record<string, number> }>('repair', '--dry-run', '--user', 'auth0|alice')
+    expect(plan.plan).toEqual({ restore: OTHER_CLIENT + LOST_LINK.length, update: EDITED.length, markDeleted: GONE.length, push: MOODS - MIGRATED - LOST_LINK.length, retry: 1, confirm: MIGRATED - GONE.length - EDITED.length, duplicates: DUPLICATED })
+    const migratePlan = await json<{ queued: number; linked: number }>('migrate', '--dry-run')
+    expect(migratePlan).toMatchObject({ queued: MOODS - MIGRATED - LOST_LINK.length, linked: LOST_LINK.length })
+    expect(await snapshotDb()).toBe(before)
+    expect(await repoRev()).toBe(rev)
+  })
+
+  it('dedupe --delete, migrate and repair bring everything in sync; nothing is written twice', async () => {
+    const dedupe = await json<{ deleted: number }>('dedupe', '--delete')
+    expect(dedupe).toMatchObject({ deleted: DUPLICATED, code: 0 })
+
+    const migrate = await json<{ linked: number; queued: number; resumed: number; flushed: { written: number; failed: number }; confirmed: number }>('migrate')
+    expect(migrate.code).toBe(0)
+    expect(migrate).toMatchObject({ linked: LOST_LINK.length, queued: MOODS - MIGRATED - LOST_LINK.length, resumed: 1 })
+    expect(migrate.flushed).toMatchObject({ written: MOODS - MIGRATED - LOST_LINK.length + 1, failed: 0 })
+    expect(migrate.confirmed).toBe(migrate.flushed.written)
+
+    const repair = await json<{ done: { applied: Record<string, number> } }>('repair')
+    expect(repair.code).toBe(0)
+    // The edited ones take the record's text; the legacy ones in sync get their record's CID.
+    expect(repair.done.applied).toMatchObject({ inserted: OTHER_CLIENT, updated: EDITED.length + MIGRATED - GONE.length - EDITED.length, deleted: GONE.length })
+
+    const { report, alice: counts } = await aliceStatus()
+    expect(report.code).toBe(0)
+    expect(report.drift).toBe(0)
+    const live = MOODS - GONE.length + 1 + OTHER_CLIENT
+    expect(counts).toMatchObject({ inSync: live, invalid: 1 })
+
+    // Both sides now hold the same moods, once each; edits on ATProto won; every mood has one record.
+    const comparison = await compareWithRepos(t.db, [alice])
+    expect(comparison).toEqual({ missing: [], extra: [], stale: [], duplicates: [] })
+    expect(inSync(comparison)).toBe(true)
+    const records = await listRecords()
+    const refs = records.map((r) => (r.value.ref ?? r.value.mongoId) as string | undefined).filter((r) => r !== undefined)
+    expect(new Set(refs).size).toBe(refs.length)
+    for (const i of EDITED) expect((await moods().findOne({ _id: ids[i] }))?.mood).toBe(`edited elsewhere ${i}`)
+    for (const i of GONE) expect((await moods().findOne({ _id: ids[i] }))?.deleted).toBe(true)
+    for (const i of LOST_LINK) expect((await moods().findOne({ _id: ids[i] }))?.atproto?.rkey).toBeDefined()
+    expect(await moods().countDocuments({ user: 'auth0|alice', 'atproto.state': { $in: ['pending', 'written', 'failed'] } })).toBe(0)
+  })
+
+  it('a second run of every command changes nothing', async () => {
+    const before = await snapshotDb()
+    const rev = await repoRev()
+    expect(await json('dedupe', '--delete')).toMatchObject({ duplicates: 0, deleted: 0, code: 0 })
+    const migrate = await json<{ queued: number; linked: number; flushed: { written: number } }>('migrate')
+    expect(migrate).toMatchObject({ queued: 0, linked: 0, flushed: { written: 0 }, code: 0 })
+    const repair = await json<{ plan: Record<string, number> }>('repair')
+    expect(Object.values(repair.plan).every((n) => n === 0)).toBe(true)
+    expect((await run('status')).code).toBe(0)
+    expect(await snapshotDb()).toBe(before)
+    expect(await repoRev()).toBe(rev)
+  })
+
+  it('bad usage and unknown users get a clear error', async () => {
+    const unknown = await run('status', '--user', 'auth0|ghost')
+    expect(unknown.code).toBe(1)
+    expect(unknown.err).toMatch(/no platform user "auth0\|ghost"/)
+    const bad = await run('repair', '--concurrency', 'lots')
+    expect(bad.code).toBe(2)
+    expect(bad.err).toMatch(/--concurrency must be an integer/)
+    // Nothing a command printed holds the account password or the secret.
+    const all = await run('status', '--json')
+    expect(all.out + all.err).not.toContain(alice.password)
+    expect(all.out + all.err).not.toContain(SECRET)
+  })
+})
