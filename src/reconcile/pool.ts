@@ -16,7 +16,8 @@ export async function forEachConcurrent<T>(items: AsyncIterable<T> | Iterable<T>
   const runner = async () => {
     for (;;) {
       const next = await pull()
-      if (next.done) {
+      // Aborted while the item was being fetched (a listing page): it is not started either.
+      if (next.done || signal?.aborted) {
         done = true
         return
       }

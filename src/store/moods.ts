@@ -96,7 +96,9 @@ export class MoodStore {
     const rest = inserted.all ? [] : latest.filter((op) => !inserted.ops.has(op))
     for (let attempt = 1; ; attempt++) {
       const plan = await this.#plan(rest)
-      plan.result.inserted += inserted.ops.size
+      plan.result.inserted += inserted.ops.size + inserted.amid
+      // Inserted amid refusals, those were then read back as they are: unchanged, by the plan.
+      plan.result.unchanged -= inserted.amid
       if (plan.writes.length === 0) return plan.result
       try {
         const res = await bulkWriteChunked(this.collection, plan.writes)
@@ -117,15 +119,17 @@ export class MoodStore {
    * (a replay, an update, a writer's pending mood) goes through that path. After any refusal
    * the whole batch does, since a server may stop at the first error without saying so.
    */
-  async #insertNew(ops: readonly MoodOp[]): Promise<{ ops: Set<MoodOp>; all: boolean }> {
+  async #insertNew(ops: readonly MoodOp[]): Promise<{ ops: Set<MoodOp>; all: boolean; amid: number }> {
     const fresh = ops.filter((op): op is UpsertOp => op.kind === 'upsert' && op.mood.ref === undefined)
-    if (fresh.length === 0) return { ops: new Set(), all: false }
+    if (fresh.length === 0) return { ops: new Set(), all: false, amid: 0 }
     try {
       await this.collection.insertMany(fresh.map(newDoc), { ordered: false })
-      return { ops: new Set(fresh), all: fresh.length === ops.length }
+      return { ops: new Set(fresh), all: fresh.length === ops.length, amid: 0 }
     } catch (err) {
       if (!isDuplicateKey(err)) throw new StoreError('applying a batch of moods failed', { cause: err })
-      return { ops: new Set(), all: false }
+      // The server's own count of the documents it did insert, for the report only.
+      const amid = (err as { insertedCount?: unknown }).insertedCount
+      return { ops: new Set(), all: false, amid: typeof amid === 'number' ? amid : 0 }
     }
   }
 

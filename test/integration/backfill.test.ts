@@ -1,0 +1,202 @@
+import { Writable } from 'node:stream'
+import { TID } from '@atproto/common-web'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { main } from '../../src/cli/main.ts'
+import { createIdResolver } from '../../src/ingest/service.ts'
+import { MOOD_NSID } from '../../src/mood.ts'
+import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
+import { RepoReader, RepoUnavailableError } from '../../src/reconcile/repo-reader.ts'
+import { RepoSync } from '../../src/reconcile/repo-sync.ts'
+import { discoverRepos } from '../../src/reconcile/targets.ts'
+import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
+import { Store } from '../../src/store/store.ts'
+import { CollectionDirectory } from '../rig/collection-directory.ts'
+import { useTestDb } from '../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { compareWithRepos } from '../rig/repos.ts'
+
+const t = useTestDb('backfill')
+
+describe('backfill: moods loaded from the repos themselves', () => {
+  let network: TestNetwork
+  let directory: CollectionDirectory
+  let carol: TestAccount // a platform user
+  let dave: TestAccount // posts moods from another app; no platform user
+  let erin: TestAccount // has an account but no moods
+  let env: Record<string, string>
+  let store: Store
+  const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
+  const snapshotDb = async () => JSON.stringify(await moods().find().sort({ _id: 1 }).toArray())
+
+  const run = async (...argv: string[]) => {
+    let out = ''
+    let err = ''
+    const stdout = new Writable({ write: (c, _e, done) => ((out += c.toString()), done()) })
+    const stderr = new Writable({ write: (c, _e, done) => ((err += c.toString()), done()) })
+    const code = await main(argv, { stdout, stderr, env })
+    return { code, out, err }
+  }
+  const runJson = async (...argv: string[]): Promise<BackfillReport & { code: number }> => {
+    const res = await run(...argv, '--json')
+    try {
+      return { ...(JSON.parse(res.out) as BackfillReport), code: res.code }
+    } catch {
+      throw new Error(`not JSON (exit ${res.code}): ${res.out}\n${res.err}`)
+    }
+  }
+  const post = async (who: TestAccount, count: number, extra: Record<string, unknown> = {}) => {
+    const rkeys = Array.from({ length: count }, () => TID.nextStr())
+    await who.agent.com.atproto.repo.applyWrites({
+      repo: who.did,
+      writes: rkeys.map((rkey, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey, value: { $type: MOOD_NSID, mood: `${who.handle} ${i}`, when: new Date().toISOString(), ...extra } })),
+    })
+    return rkeys
+  }
+  const newSync = (opts: { fetch?: typeof globalThis.fetch; maxCarBytes?: number } = {}) => {
+    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl), ...opts })
+    return { reader, sync: new RepoSync({ store, reader }) }
+  }
+
+  beforeAll(async () => {
+    network = await TestNetwork.start()
+    directory = await CollectionDirectory.start(network.pdsUrl)
+    carol = await network.createAccount('carol')
+    dave = await network.createAccount('dave')
+    erin = await network.createAccount('erin')
+    env = { MONGODB_URI: t.uri, MONGODB_DB: t.name, PDS_URL: network.pdsUrl, PLC_URL: network.plcUrl, LOG_LEVEL: 'warn' }
+    store = new Store({ mongodb: { uri: t.uri, db: t.name } })
+    await store.start()
+    await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|carol' as never, atproto: { did: carol.did } })
+    await post(carol, 25)
+    await post(dave, 10)
+    await erin.agent.com.atproto.repo.createRecord({ repo: erin.did, collection: 'app.bsky.feed.post', record: { text: 'not a mood', createdAt: new Date().toISOString() } })
+  })
+  afterAll(async () => {
+    await store?.destroy()
+    await directory?.stop()
+    await network?.stop()
+  })
+
+  it('discovers every repo holding moods (listReposByCollection, paged) and loads them', async () => {
+    const listed: string[] = []
+    for await (const did of discoverRepos(directory.url, { pageSize: 1 })) listed.push(did)
+    expect(listed.sort()).toEqual([carol.did, dave.did].sort())
+    expect(directory.calls).toBeGreaterThanOrEqual(2)
+
+    const res = await runJson('backfill', '--discover', directory.url)
+    expect(res.code).toBe(0)
+    expect(res.repos).toEqual({ synced: 2, unchanged: 0, hidden: 0, failed: 0 })
+    expect(res.records).toBe(35)
+    expect(res.applied.inserted).toBe(35)
+    expect(await moods().countDocuments({ user: 'auth0|carol', 'atproto.did': carol.did })).toBe(25)
+    expect(await moods().countDocuments({ user: null, 'atproto.did': dave.did })).toBe(10)
+    expect(await compareWithRepos(t.db, [carol, dave])).toEqual({ missing: [], extra: [], stale: [], duplicates: [] })
+  })
+
+  it('a second run over unchanged repos reads nothing and writes nothing', async () => {
+    const before = await snapshotDb()
+    const res = await runJson('backfill', '--did', carol.did, '--did', dave.did)
+    expect(res.repos).toEqual({ synced: 0, unchanged: 2, hidden: 0, failed: 0 })
+    expect(res.bytes).toBe(0)
+    expect(Object.values(res.applied).every((n) => n === 0)).toBe(true)
+    expect(await snapshotDb()).toBe(before)
+  })
+
+  it('catches up with what happened while nothing listened: deletes, edits, new moods', async () => {
+    const rkeys = (await moods().find({ 'atproto.did': carol.did }).sort({ 'atproto.rkey': 1 }).toArray()).map((d) => d.atproto!.rkey!)
+    const gone = rkeys.slice(0, 3)
+    for (const rkey of gone) await carol.agent.com.atproto.repo.deleteRecord({ repo: carol.did, collection: MOOD_NSID, rkey })
+    await carol.agent.com.atproto.repo.putRecord({ repo: carol.did, collection: MOOD_NSID, rkey: rkeys[5]!, record: { $type: MOOD_NSID, mood: 'changed my mind', when: new Date().toISOString() } })
+    await post(carol, 2)
+
+    const res = await runJson('backfill', '--user', 'auth0|carol')
+    expect(res.repos.synced).toBe(1)
+    expect(res.applied).toMatchObject({ deleted: gone.length, updated: 1, inserted: 2, unchanged: 25 - gone.length - 1 })
+    for (const rkey of gone) expect((await moods().findOne({ 'atproto.did': carol.did, 'atproto.rkey': rkey }))?.deleted).toBe(true)
+    expect(await compareWithRepos(t.db, [carol])).toEqual({ missing: [], extra: [], stale: [], duplicates: [] })
+  })
+
+  it('quarantines an invalid record and applies the rest; a forced re-read changes nothing', async () => {
+    const [bad] = await post(dave, 1, { mood: { not: 'text' } })
+    const res = await runJson('backfill', '--did', dave.did)
+    expect(res).toMatchObject({ quarantined: 1, records: 11 })
+    const entries = await t.db.collection(COLLECTIONS.quarantine).find({ did: dave.did, rkey: bad }).toArray()
+    expect(entries).toHaveLength(1)
+    expect(entries[0]!.reason).toMatch(/mood/)
+    const before = await snapshotDb()
+    const again = await runJson('backfill', '--did', dave.did, '--force')
+    expect(again.repos.synced).toBe(1)
+    expect(again.applied).toMatchObject({ inserted: 0, updated: 0, deleted: 0, unchanged: 10 })
+    expect(await snapshotDb()).toBe(before)
+    expect(await t.db.collection(COLLECTIONS.quarantine).countDocuments({ did: dave.did })).toBe(1)
+  })
+
+  it('an interrupted run resumes: repos done are skipped, the rest are read', async () => {
+    const accounts = [await network.createAccount('fern'), await network.createAccount('finn'), await network.createAccount('flora')]
+    for (const a of accounts) await post(a, 4)
+    const dids = accounts.map((a) => a.did)
+    const controller = new AbortController()
+    const { sync } = newSync()
+    async function* interrupted() {
+      yield dids[0]!
+      controller.abort() // SIGINT arrives while the first repo is in flight
+      yield dids[1]!
+      yield dids[2]!
+    }
+    const first = await backfill(sync, interrupted(), { concurrency: 1, signal: controller.signal })
+    expect(first).toMatchObject({ interrupted: true, repos: { synced: 1, unchanged: 0, failed: 0 } })
+    const second = await backfill(sync, dids, { concurrency: 2 })
+    expect(second).toMatchObject({ interrupted: false, repos: { synced: 2, unchanged: 1, failed: 0 }, records: 12 })
+    expect(await moods().countDocuments({ 'atproto.did': { $in: dids } })).toBe(12)
+  })
+
+  it('a deactivated account\'s moods are hidden, and come back when it is active again', async () => {
+    await dave.agent.com.atproto.server.deactivateAccount({})
+    const hidden = await runJson('backfill', '--did', dave.did)
+    expect(hidden.repos).toMatchObject({ hidden: 1, failed: 0 })
+    expect(await moods().countDocuments({ 'atproto.did': dave.did, deleted: { $ne: true } })).toBe(0)
+    expect(await moods().countDocuments({ 'atproto.did': dave.did, 'atproto.hidden': 'deactivated' })).toBe(10)
+    await dave.agent.com.atproto.server.activateAccount()
+    const back = await runJson('backfill', '--did', dave.did)
+    expect(back.repos).toMatchObject({ synced: 1, failed: 0 })
+    expect(await moods().countDocuments({ 'atproto.did': dave.did, deleted: { $ne: true } })).toBe(10)
+  })
+
+  it('drains the repos the indexer queued (gaps, #sync)', async () => {
+    await store.gaps.queueBackfill([carol.did, dave.did], 'test gap')
+    const res = await runJson('backfill', '--queued')
+    expect(res.repos.synced + res.repos.unchanged).toBe(2)
+    expect(await t.db.collection(COLLECTIONS.backfill).countDocuments()).toBe(0)
+  })
+
+  it('refuses a repo that fails verification, and lists records only where the CAR cannot be had', async () => {
+    // A host that answers carol's getRepo with dave's repo: the commit is not signed for carol.
+    const swapped: typeof fetch = (input, init) => fetch(String(input).replace(`getRepo?did=${encodeURIComponent(carol.did)}`, `getRepo?did=${encodeURIComponent(dave.did)}`), init)
+    await expect(newSync({ fetch: swapped }).reader.read(carol.did)).rejects.toSatisfy((err) => err instanceof RepoUnavailableError && err.kind === 'verification')
+
+    const fromCar = await newSync().reader.read(carol.did)
+    expect(fromCar.via).toBe('car')
+    const noCar: typeof fetch = (input, init) =>
+      String(input).includes('sync.getRepo') ? Promise.resolve(new Response(JSON.stringify({ error: 'MethodNotImplemented' }), { status: 501 })) : fetch(input, init)
+    for (const reader of [newSync({ fetch: noCar }).reader, newSync({ maxCarBytes: 100 }).reader]) {
+      const listed = await reader.read(carol.did)
+      expect(listed.via).toBe('listRecords')
+      expect(listed.rev).toBe(fromCar.rev)
+      expect(listed.records.map((r) => [r.rkey, r.cid])).toEqual(fromCar.records.map((r) => [r.rkey, r.cid]))
+    }
+
+    // A DID nobody can resolve is a failure of that repo, counted by kind; the run goes on.
+    const res = await runJson('backfill', '--did', 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa', '--did', carol.did)
+    expect(res.code).toBe(1)
+    expect(res.failures).toEqual({ unresolvable: 1 })
+    expect(res.repos.failed).toBe(1)
+  })
+
+  it('bad usage gets a clear error', async () => {
+    expect((await run('backfill')).err).toMatch(/choose exactly one of/)
+    expect((await run('backfill')).code).toBe(2)
+    const bad = await run('backfill', '--did', 'carol')
+    expect(bad.code).toBe(2)
+    expect(bad.err).toMatch(/not a DID/)
+  })
+})
