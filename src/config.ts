@@ -18,6 +18,8 @@ export interface Config {
   http: { host: string; port: number }
   /** Whether `moodsync ingest` also drains the writer's outbox (retries pending writes). */
   outbox: boolean
+  /** Whether `moodsync ingest` also reads whole the repos queued by gaps and `#sync`. */
+  autoBackfill: boolean
   /** /healthz turns unhealthy past these. */
   health: { maxLagSeconds: number; maxDisconnectedSeconds: number }
 }
@@ -38,6 +40,7 @@ export const DEFAULTS = {
   MOODSYNC_MAX_LAG_SECONDS: '300',
   MOODSYNC_MAX_DISCONNECTED_SECONDS: '60',
   MOODSYNC_OUTBOX: 'on',
+  MOODSYNC_AUTO_BACKFILL: 'on',
 } as const
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -69,6 +72,7 @@ export function parseConfig(env: Env): Config {
       port: port('MOODSYNC_HTTP_PORT', get('MOODSYNC_HTTP_PORT')),
     },
     outbox: oneOf('MOODSYNC_OUTBOX', get('MOODSYNC_OUTBOX').toLowerCase(), ['on', 'off'] as const) === 'on',
+    autoBackfill: oneOf('MOODSYNC_AUTO_BACKFILL', get('MOODSYNC_AUTO_BACKFILL').toLowerCase(), ['on', 'off'] as const) === 'on',
     health: {
       maxLagSeconds: seconds('MOODSYNC_MAX_LAG_SECONDS', get('MOODSYNC_MAX_LAG_SECONDS')),
       maxDisconnectedSeconds: seconds('MOODSYNC_MAX_DISCONNECTED_SECONDS', get('MOODSYNC_MAX_DISCONNECTED_SECONDS')),

@@ -3,6 +3,9 @@ import type { Config } from '../config.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { OpsServer, type HealthReport } from '../server/ops-server.ts'
 import { Store } from '../store/store.ts'
+import { BackfillWorker } from '../reconcile/worker.ts'
+import { RepoReader } from '../reconcile/repo-reader.ts'
+import { RepoSync } from '../reconcile/repo-sync.ts'
 import { RetryWorker } from '../writer/worker.ts'
 import { Writer } from '../writer/writer.ts'
 import type { Source } from './events.ts'
@@ -31,6 +34,7 @@ export class IngestService {
   readonly #log: Logger
   readonly #abort = new AbortController()
   readonly #worker?: RetryWorker
+  readonly #backfill?: BackfillWorker
   #running?: Promise<void>
 
   constructor(opts: IngestServiceOptions) {
@@ -49,6 +53,11 @@ export class IngestService {
         },
       })
     }
+    if (opts.config.autoBackfill) {
+      const reader = new RepoReader({ idResolver: createIdResolver(opts.config.plcUrl), log: this.#log, signal: this.#abort.signal })
+      const sync = new RepoSync({ store: this.store, reader, log: this.#log })
+      this.#backfill = new BackfillWorker({ db: this.store.db, sync, log: this.#log, metrics: this.indexer.metrics })
+    }
     this.ops = new OpsServer({ host: opts.config.http.host, port: opts.config.http.port, registry: this.indexer.metrics.registry, health: () => this.health(), log: this.#log })
   }
 
@@ -65,7 +74,7 @@ export class IngestService {
       this.#log.fatal({ err }, 'indexer stopped unexpectedly')
       throw err
     })
-    this.#running = Promise.all([indexing, this.#worker?.run(this.#abort.signal)]).then(() => {})
+    this.#running = Promise.all([indexing, this.#worker?.run(this.#abort.signal), this.#backfill?.run(this.#abort.signal)]).then(() => {})
   }
 
   /** Resolves when the indexer stops (after destroy(), or on an unexpected failure). */

@@ -108,6 +108,10 @@ export interface BackfillDoc {
   _id: string
   reason: string
   since: Date
+  /** Set by the background backfill after a failed read: when to try again, and why it failed. */
+  attempts?: number
+  nextAttemptAt?: Date
+  error?: string
 }
 
 /** How far a repo has been read whole: a later read at the same rev has nothing to do. */

@@ -8,12 +8,14 @@ import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
 import { RepoReader, RepoUnavailableError } from '../../src/reconcile/repo-reader.ts'
 import { RepoSync } from '../../src/reconcile/repo-sync.ts'
 import { discoverRepos } from '../../src/reconcile/targets.ts'
-import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
+import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
 import { Store } from '../../src/store/store.ts'
 import { CollectionDirectory } from '../rig/collection-directory.ts'
 import { useTestDb } from '../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { startIngest } from '../rig/ingest.ts'
 import { compareWithRepos } from '../rig/repos.ts'
+import { waitFor } from '../rig/wait.ts'
 
 const t = useTestDb('backfill')
 
@@ -167,6 +169,31 @@ describe('backfill: moods loaded from the repos themselves', () => {
     const res = await runJson('backfill', '--queued')
     expect(res.repos.synced + res.repos.unchanged).toBe(2)
     expect(await t.db.collection(COLLECTIONS.backfill).countDocuments()).toBe(0)
+  })
+
+  it('moodsync ingest reads queued repos in the background; a failing one waits and says why', async () => {
+    const gina = await network.createAccount('gina')
+    await post(gina, 3)
+    const unresolvable = 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'
+    await store.gaps.queueBackfill([gina.did, unresolvable], 'gap in the stream')
+    const service = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_AUTO_BACKFILL: 'on' })
+    try {
+      await waitFor(async () => (await moods().countDocuments({ 'atproto.did': gina.did })) === 3, { what: 'the queued repo to be read' })
+      const left = await waitFor(async () => {
+        const docs = await t.db.collection<BackfillDoc>(COLLECTIONS.backfill).find().toArray()
+        return docs.length === 1 && docs[0]!.attempts === 1 ? docs : undefined
+      }, { what: 'the failed repo to be marked for a later retry' })
+      expect(left[0]).toMatchObject({ _id: unresolvable, attempts: 1, error: expect.stringMatching(/^unresolvable: /) })
+      expect(left[0]!.nextAttemptAt!.getTime()).toBeGreaterThan(Date.now())
+      const metrics = await waitFor(async () => {
+        const text = await (await fetch(`${service.ops.url}/metrics`)).text()
+        return /^moodsync_backfill_repos_total\{outcome="failed"\} 1$/m.test(text) ? text : undefined
+      }, { what: 'the backfill metrics' })
+      expect(metrics).toMatch(/^moodsync_backfill_repos_total\{outcome="synced"\} 1$/m)
+    } finally {
+      await service.destroy()
+      await t.db.collection(COLLECTIONS.backfill).deleteMany({})
+    }
   })
 
   it('refuses a repo that fails verification, and lists records only where the CAR cannot be had', async () => {

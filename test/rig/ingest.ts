@@ -6,8 +6,8 @@ import type { TestDb } from './mongo.ts'
 
 /** An IngestService on the test database, health listener on a free loopback port. */
 export async function startIngest(db: TestDb, env: Env, opts: { source?: Source; log?: Logger } = {}): Promise<IngestService> {
-  // The outbox worker is off unless a test asks for it: tests drive the writer themselves.
-  const config = parseConfig({ MONGODB_URI: db.uri, MONGODB_DB: db.name, MOODSYNC_HTTP_PORT: '0', LOG_LEVEL: 'warn', MOODSYNC_OUTBOX: 'off', ...env })
+  // The outbox and backfill workers are off unless a test asks: tests drive them themselves.
+  const config = parseConfig({ MONGODB_URI: db.uri, MONGODB_DB: db.name, MOODSYNC_HTTP_PORT: '0', LOG_LEVEL: 'warn', MOODSYNC_OUTBOX: 'off', MOODSYNC_AUTO_BACKFILL: 'off', ...env })
   const service = new IngestService({ config, log: opts.log ?? createLogger({ level: 'silent' }), source: opts.source })
   await service.start()
   return service
