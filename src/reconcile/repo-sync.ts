@@ -82,14 +82,17 @@ export class RepoSync {
   async apply(snapshot: RepoSnapshot, result: RepoSyncResult = { did: snapshot.did, outcome: 'synced', records: 0, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }): Promise<RepoSyncResult> {
     const { did } = snapshot
     const moods = this.#store.moods
+    // One read of the DID's documents (a scan on servers without the index) serves both checks.
+    const known = await moods.collection.find({ 'atproto.did': did }, { projection: { 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } }).toArray()
+    const hidden = (doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.hidden !== undefined
     // The host served the repo, so the account is active: bring back what a status change hid.
-    await moods.restoreDid(did)
+    if (known.some(hidden)) await moods.restoreDid(did)
     const user = (await this.#users.resolve([did])).get(did) ?? null
     const { ops, rejected } = snapshotOps(snapshot, user, await forgottenAt(this.#store.db, did))
     const present = new Set(snapshot.records.map((r) => r.rkey))
-    const live = await moods.collection.find({ 'atproto.did': did, deleted: { $ne: true } }, { projection: { 'atproto.rkey': 1 } }).toArray()
-    const deletes: DeleteOp[] = live
-      .map((doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.rkey)
+    const deletes: DeleteOp[] = known
+      .filter((doc) => !doc.deleted || hidden(doc))
+      .map((doc) => doc.atproto?.rkey)
       .filter((rkey): rkey is string => rkey !== undefined && !present.has(rkey))
       .map((rkey) => ({ kind: 'delete', did, rkey, rev: snapshot.rev }))
     const all: MoodOp[] = [...ops, ...deletes]
