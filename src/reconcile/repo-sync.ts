@@ -1,7 +1,7 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import { UserDirectory } from '../ingest/users.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc, type RepoStateDoc } from '../store/collections.ts'
-import type { ApplyResult, DeleteOp, MoodOp } from '../store/moods.ts'
+import { MoodStore, type ApplyResult, type DeleteOp, type MoodOp } from '../store/moods.ts'
 import type { Store } from '../store/store.ts'
 import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
 import { forgottenAt, snapshotOps } from './subjects.ts'
@@ -83,7 +83,7 @@ export class RepoSync {
     const { did } = snapshot
     const moods = this.#store.moods
     // One read of the DID's documents (a scan on servers without the index) serves both checks.
-    const known = await moods.collection.find({ 'atproto.did': did }, { projection: { 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } }).toArray()
+    const known = await moods.collection.find(MoodStore.byDid(did), { projection: { 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } }).toArray()
     const hidden = (doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.hidden !== undefined
     // The host served the repo, so the account is active: bring back what a status change hid.
     if (known.some(hidden)) await moods.restoreDid(did)
@@ -95,8 +95,12 @@ export class RepoSync {
       .map((doc) => doc.atproto?.rkey)
       .filter((rkey): rkey is string => rkey !== undefined && !present.has(rkey))
       .map((rkey) => ({ kind: 'delete', did, rkey, rev: snapshot.rev }))
-    const all: MoodOp[] = [...ops, ...deletes]
-    for (let i = 0; i < all.length; i += APPLY_CHUNK) addApplyResult(result.applied, await moods.apply(all.slice(i, i + APPLY_CHUNK)))
+    // Records MongoDB has never seen go down the insert-first path; the rest skip it.
+    const seen = new Set(known.map((doc) => doc.atproto?.rkey))
+    const fresh = ops.filter((op) => !seen.has(op.rkey))
+    const again: MoodOp[] = [...ops.filter((op) => seen.has(op.rkey)), ...deletes]
+    for (let i = 0; i < fresh.length; i += APPLY_CHUNK) addApplyResult(result.applied, await moods.apply(fresh.slice(i, i + APPLY_CHUNK)))
+    for (let i = 0; i < again.length; i += APPLY_CHUNK) addApplyResult(result.applied, await moods.apply(again.slice(i, i + APPLY_CHUNK), { insertFirst: false }))
     await this.#store.quarantine.add(rejected)
     result.rev = snapshot.rev
     result.records = snapshot.records.length

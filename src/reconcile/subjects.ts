@@ -3,7 +3,7 @@ import type { Db, Filter } from 'mongodb'
 import { MoodsyncError } from '../errors.ts'
 import { commitToOps } from '../ingest/validate.ts'
 import { COLLECTIONS, type ForgottenDoc, type MoodDoc, type UserDoc } from '../store/collections.ts'
-import type { UpsertOp } from '../store/moods.ts'
+import { MoodStore, type UpsertOp } from '../store/moods.ts'
 import type { QuarantineEntry } from '../store/quarantine.ts'
 import type { RepoSnapshot } from './repo-reader.ts'
 
@@ -48,7 +48,7 @@ export async function allSubjects(db: Db): Promise<Subject[]> {
 /** The subject's documents, deleted ones included (legacy ones without a DID by their user). */
 export async function docsOf(db: Db, subject: Subject): Promise<MoodDoc[]> {
   const clauses: Filter<MoodDoc>[] = []
-  if (subject.did !== null) clauses.push({ 'atproto.did': subject.did })
+  if (subject.did !== null) clauses.push(MoodStore.byDid(subject.did))
   if (subject.user !== null) clauses.push(subject.did === null ? { user: subject.user } : { user: subject.user, 'atproto.did': { $exists: false } })
   return db.collection<MoodDoc>(COLLECTIONS.moods).find(clauses.length === 1 ? clauses[0]! : { $or: clauses }).sort({ _id: 1 }).toArray()
 }

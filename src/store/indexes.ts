@@ -13,8 +13,15 @@ export const MOOD_KEY_INDEX = {
   partialFilterExpression: { 'atproto.did': { $exists: true }, 'atproto.rkey': { $exists: true } },
 } satisfies IndexDescription
 
+/** The outbox: the retry worker asks for due pending writes every few seconds. */
+export const OUTBOX_INDEX = {
+  key: { 'atproto.state': 1, 'atproto.nextAttemptAt': 1 },
+  name: 'moodsync_outbox',
+  partialFilterExpression: { 'atproto.state': { $exists: true } },
+} satisfies IndexDescription
+
 const INDEXES: Record<string, IndexDescription[]> = {
-  [COLLECTIONS.moods]: [MOOD_KEY_INDEX],
+  [COLLECTIONS.moods]: [MOOD_KEY_INDEX, OUTBOX_INDEX],
   [COLLECTIONS.quarantine]: [
     { key: { did: 1, rkey: 1 }, name: 'moodsync_quarantine_did_rkey' },
     { key: { at: -1 }, name: 'moodsync_quarantine_at' },

@@ -54,12 +54,20 @@ export class MoodStore {
     this.collection = db.collection<MoodDoc>(COLLECTIONS.moods)
   }
 
+  /**
+   * Documents of one repo. The rkey clause changes nothing (a document with a DID always has
+   * an rkey) but lets MongoDB use the partial (DID, rkey) index instead of scanning.
+   */
+  static byDid(did: string): Filter<MoodDoc> {
+    return { 'atproto.did': did, 'atproto.rkey': { $exists: true } }
+  }
+
   async get(did: string, rkey: string): Promise<MoodDoc | null> {
     return this.collection.findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
   }
 
   async listByDid(did: string, opts: { includeDeleted?: boolean } = {}): Promise<MoodDoc[]> {
-    const filter: Filter<MoodDoc> = { 'atproto.did': did }
+    const filter: Filter<MoodDoc> = MoodStore.byDid(did)
     if (!opts.includeDeleted) filter.deleted = { $ne: true }
     return this.collection.find(filter).sort({ 'atproto.rkey': 1 }).toArray()
   }
@@ -67,7 +75,7 @@ export class MoodStore {
   /** Hides a DID's live moods (account deactivated, taken down, suspended), keeping them. */
   async hideDid(did: string, status: string): Promise<number> {
     const res = await this.collection.updateMany(
-      { 'atproto.did': did, deleted: { $ne: true } },
+      { ...MoodStore.byDid(did), deleted: { $ne: true } },
       { $set: { deleted: true, 'atproto.hidden': status } },
     )
     return res.modifiedCount
@@ -75,14 +83,14 @@ export class MoodStore {
 
   /** Brings back what hideDid hid; moods deleted meanwhile stay deleted. */
   async restoreDid(did: string): Promise<number> {
-    const res = await this.collection.updateMany({ 'atproto.did': did, 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
+    const res = await this.collection.updateMany({ ...MoodStore.byDid(did), 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
     return res.modifiedCount
   }
 
   /** The account is gone: every mood of the DID is soft-deleted for good. */
   async deleteDid(did: string): Promise<number> {
-    const live = await this.collection.updateMany({ 'atproto.did': did, deleted: { $ne: true } }, { $set: { deleted: true } })
-    const hidden = await this.collection.updateMany({ 'atproto.did': did, 'atproto.hidden': { $exists: true } }, { $unset: { 'atproto.hidden': '' } })
+    const live = await this.collection.updateMany({ ...MoodStore.byDid(did), deleted: { $ne: true } }, { $set: { deleted: true } })
+    const hidden = await this.collection.updateMany({ ...MoodStore.byDid(did), 'atproto.hidden': { $exists: true } }, { $unset: { 'atproto.hidden': '' } })
     return live.modifiedCount + hidden.modifiedCount
   }
 
@@ -90,9 +98,10 @@ export class MoodStore {
    * Applies a batch idempotently. Ops for the same record collapse to the newest; a write that
    * loses a race with another writer (guard miss, duplicate key) makes the batch recompute.
    */
-  async apply(ops: readonly MoodOp[]): Promise<ApplyResult> {
+  async apply(ops: readonly MoodOp[], opts: { insertFirst?: boolean } = {}): Promise<ApplyResult> {
     const latest = collapse(ops)
-    const inserted = await this.#insertNew(latest)
+    // A caller that knows the records exist (a repo read again) skips the doomed insert.
+    const inserted = opts.insertFirst === false ? { ops: new Set<MoodOp>(), all: false, amid: 0 } : await this.#insertNew(latest)
     const rest = inserted.all ? [] : latest.filter((op) => !inserted.ops.has(op))
     for (let attempt = 1; ; attempt++) {
       const plan = await this.#plan(rest)
