@@ -2,7 +2,7 @@ import { silentLogger, type Logger } from '../logger.ts'
 import type { ApplyResult } from '../store/moods.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
-import { RepoUnavailableError } from './repo-reader.ts'
+import { RepoUnavailableError, type RepoSnapshot } from './repo-reader.ts'
 import { addApplyResult, emptyApplyResult, type RepoSync } from './repo-sync.ts'
 
 export interface BackfillOptions {
@@ -13,6 +13,8 @@ export interface BackfillOptions {
   signal?: AbortSignal
   /** Where progress lines go (stderr for the CLI); none when absent. */
   progress?: NodeJS.WritableStream
+  /** Repos written to MongoDB together (default 50, fewer when they hold 5,000 moods). */
+  batchRepos?: number
   /** Known up front for DID lists; absent for a discovery still listing. */
   total?: number
   log?: Logger
@@ -34,9 +36,11 @@ export interface BackfillReport {
 }
 
 const KEEP_FAILED = 20
+const BATCH_REPOS = 50
+const BATCH_RECORDS = 5000
 
 /**
- * Reads repos whole and applies them, a bounded number at a time. One repo's failure is
+ * Reads repos whole, a bounded number at a time, and applies them in batches. One repo's failure is
  * counted by kind and the run goes on. Resumable by construction: every repo done records its
  * rev, so running again after an interruption skips what is done with one small request each.
  */
@@ -47,23 +51,57 @@ export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Ite
   const progress = opts.progress ? new Progress(opts.progress, 'backfill') : undefined
   const counts = () => ({ done: report.repos.synced + report.repos.unchanged + report.repos.hidden + report.repos.failed, total: opts.total, failed: report.repos.failed, records: report.records })
 
+  const fail = (did: string, err: unknown) => {
+    const kind = err instanceof RepoUnavailableError ? err.kind : 'store'
+    report.repos.failed++
+    report.failures[kind] = (report.failures[kind] ?? 0) + 1
+    if (report.failed.length < KEEP_FAILED) report.failed.push({ did, kind, message: (err as Error).message })
+    log.warn({ did, kind, err: (err as Error).message }, 'repo backfill failed')
+  }
+
+  // Repos read are written together: one round of MongoDB queries per batch, not per repo.
+  // Flushes run one at a time; a reader that fills a batch waits for it (backpressure).
+  const batch: RepoSnapshot[] = []
+  let batchRecords = 0
+  let flushing: Promise<void> = Promise.resolve()
+  const flush = () => {
+    flushing = flushing.then(async () => {
+      const snapshots = batch.splice(0)
+      batchRecords = 0
+      if (snapshots.length === 0) return
+      try {
+        const done = await sync.applyMany(snapshots)
+        report.repos.synced += snapshots.length
+        report.records += done.records
+        report.quarantined += done.quarantined
+        report.bytes += done.bytes
+        addApplyResult(report.applied, done.applied)
+      } catch (err) {
+        for (const snapshot of snapshots) fail(snapshot.did, err)
+      }
+      progress?.update(counts())
+    })
+    return flushing
+  }
+
   await forEachConcurrent(dids, opts.concurrency ?? 4, opts.signal, async (did) => {
     try {
-      const res = await sync.sync(did, { force: opts.force })
-      report.repos[res.outcome]++
-      report.records += res.records
-      report.quarantined += res.quarantined
-      report.bytes += res.bytes
-      addApplyResult(report.applied, res.applied)
+      const prepared = await sync.prepare(did, { force: opts.force })
+      if (prepared.outcome === 'read') {
+        batch.push(prepared.snapshot)
+        batchRecords += prepared.snapshot.records.length
+        if (batch.length >= (opts.batchRepos ?? BATCH_REPOS) || batchRecords >= BATCH_RECORDS) await flush()
+      } else {
+        report.repos[prepared.outcome]++
+        report.records += prepared.records
+      }
     } catch (err) {
-      const kind = err instanceof RepoUnavailableError ? err.kind : 'store'
-      report.repos.failed++
-      report.failures[kind] = (report.failures[kind] ?? 0) + 1
-      if (report.failed.length < KEEP_FAILED) report.failed.push({ did, kind, message: (err as Error).message })
-      log.warn({ did, kind, err: (err as Error).message }, 'repo backfill failed')
+      fail(did, err)
     }
     progress?.update(counts())
   })
+  // What was read before an interruption is written too: the work done is kept.
+  await flush()
   report.interrupted = opts.signal?.aborted ?? false
   report.elapsedMs = Date.now() - started
   progress?.finish(counts())

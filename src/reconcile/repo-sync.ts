@@ -1,10 +1,12 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import { UserDirectory } from '../ingest/users.ts'
-import { COLLECTIONS, type BackfillDoc, type MoodDoc, type RepoStateDoc } from '../store/collections.ts'
-import { MoodStore, type ApplyResult, type DeleteOp, type MoodOp } from '../store/moods.ts'
+import { bulkWriteChunked } from '../store/bulk.ts'
+import { COLLECTIONS, type BackfillDoc, type ForgottenDoc, type MoodDoc, type RepoStateDoc } from '../store/collections.ts'
+import { MoodStore, type ApplyResult, type DeleteOp, type MoodOp, type UpsertOp } from '../store/moods.ts'
+import type { QuarantineEntry } from '../store/quarantine.ts'
 import type { Store } from '../store/store.ts'
 import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
-import { forgottenAt, snapshotOps } from './subjects.ts'
+import { snapshotOps } from './subjects.ts'
 
 export interface RepoSyncResult {
   did: string
@@ -13,6 +15,16 @@ export interface RepoSyncResult {
   rev?: string
   records: number
   applied: ApplyResult
+  quarantined: number
+  bytes: number
+}
+
+/** A repo after the network part: read (to apply), or settled without a read. */
+export type Prepared = { did: string; outcome: 'unchanged' | 'hidden'; records: number } | { did: string; outcome: 'read'; snapshot: RepoSnapshot }
+
+export interface AppliedSnapshots {
+  applied: ApplyResult
+  records: number
   quarantined: number
   bytes: number
 }
@@ -31,10 +43,11 @@ export function addApplyResult(into: ApplyResult, more: ApplyResult): ApplyResul
 }
 
 /**
- * Brings one repo's moods in MongoDB to the repo's current state, through the indexer's apply
+ * Brings repos' moods in MongoDB to the repos' current state, through the indexer's apply
  * path: every record upserted, every live mood whose record is gone marked deleted (the deletes
  * a stream missed while it was down), the rev reached recorded so an unchanged repo costs one
- * small request next time, and the repo taken off the backfill queue.
+ * small request next time, and the repo taken off the backfill queue. Reading (`prepare`) and
+ * writing (`applyMany`) are apart so a backfill writes many repos in one round of queries.
  */
 export class RepoSync {
   readonly #store: Store
@@ -53,66 +66,97 @@ export class RepoSync {
     return this.#store.db.collection<RepoStateDoc>(COLLECTIONS.repos)
   }
 
+  /** One repo, read and applied. */
   async sync(did: string, opts: { force?: boolean } = {}): Promise<RepoSyncResult> {
-    const result: RepoSyncResult = { did, outcome: 'synced', records: 0, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }
+    const prepared = await this.prepare(did, opts)
+    if (prepared.outcome !== 'read') return { did, outcome: prepared.outcome, records: prepared.records, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }
+    const done = await this.applyMany([prepared.snapshot])
+    return { did, outcome: 'synced', rev: prepared.snapshot.rev, ...done }
+  }
+
+  /**
+   * The network part: skips a repo still at the rev last read, hides the moods of an account
+   * its host says is not active, else reads the repo (verified). Throws RepoUnavailableError
+   * for the other failures.
+   */
+  async prepare(did: string, opts: { force?: boolean } = {}): Promise<Prepared> {
     try {
       if (!opts.force) {
         const known = await this.#repos.findOne({ _id: did })
         if (known && (await this.#reader.latestRev(did)) === known.rev) {
-          await this.#dequeue(did)
-          return { ...result, outcome: 'unchanged', rev: known.rev, records: known.records }
+          await this.#dequeue([did])
+          return { did, outcome: 'unchanged', records: known.records }
         }
       }
-      const snapshot = await this.#reader.read(did)
-      await this.apply(snapshot, result)
+      return { did, outcome: 'read', snapshot: await this.#reader.read(did) }
     } catch (err) {
       if (!(err instanceof RepoUnavailableError) || !HIDE.has(err.kind)) throw err
       // The host says the account is not active: its moods leave the platform's reads until it is.
       const hidden = await this.#store.moods.hideDid(did, err.kind)
       // Forget the rev read: once the account is back, the next run must read it and restore.
       await this.#repos.deleteOne({ _id: did })
+      await this.#dequeue([did])
       this.#log.info({ did, status: err.kind, moods: hidden }, 'repo not active: moods hidden')
-      await this.#dequeue(did)
-      return { ...result, outcome: 'hidden' }
+      return { did, outcome: 'hidden', records: 0 }
     }
-    return result
   }
 
-  /** Applies a snapshot already read (repair and migrate read first, then decide). */
-  async apply(snapshot: RepoSnapshot, result: RepoSyncResult = { did: snapshot.did, outcome: 'synced', records: 0, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }): Promise<RepoSyncResult> {
-    const { did } = snapshot
+  /** The MongoDB part, for any number of repos at once: a few queries whatever their count. */
+  async applyMany(snapshots: readonly RepoSnapshot[]): Promise<AppliedSnapshots> {
+    const done: AppliedSnapshots = { applied: emptyApplyResult(), records: 0, quarantined: 0, bytes: 0 }
+    if (snapshots.length === 0) return done
+    const db = this.#store.db
     const moods = this.#store.moods
-    // One read of the DID's documents (a scan on servers without the index) serves both checks.
-    const known = await moods.collection.find(MoodStore.byDid(did), { projection: { 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } }).toArray()
-    const hidden = (doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.hidden !== undefined
-    // The host served the repo, so the account is active: bring back what a status change hid.
-    if (known.some(hidden)) await moods.restoreDid(did)
-    const user = (await this.#users.resolve([did])).get(did) ?? null
-    const { ops, rejected } = snapshotOps(snapshot, user, await forgottenAt(this.#store.db, did))
-    const present = new Set(snapshot.records.map((r) => r.rkey))
-    const deletes: DeleteOp[] = known
-      .filter((doc) => !doc.deleted || hidden(doc))
-      .map((doc) => doc.atproto?.rkey)
-      .filter((rkey): rkey is string => rkey !== undefined && !present.has(rkey))
-      .map((rkey) => ({ kind: 'delete', did, rkey, rev: snapshot.rev }))
-    // Records MongoDB has never seen go down the insert-first path; the rest skip it.
-    const seen = new Set(known.map((doc) => doc.atproto?.rkey))
-    const fresh = ops.filter((op) => !seen.has(op.rkey))
-    const again: MoodOp[] = [...ops.filter((op) => seen.has(op.rkey)), ...deletes]
-    for (let i = 0; i < fresh.length; i += APPLY_CHUNK) addApplyResult(result.applied, await moods.apply(fresh.slice(i, i + APPLY_CHUNK)))
-    for (let i = 0; i < again.length; i += APPLY_CHUNK) addApplyResult(result.applied, await moods.apply(again.slice(i, i + APPLY_CHUNK), { insertFirst: false }))
+    const dids = snapshots.map((s) => s.did)
+    const known = await moods.collection
+      .find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $exists: true } }, { projection: { 'atproto.did': 1, 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } })
+      .toArray()
+    const byDid = new Map<string, typeof known>()
+    for (const doc of known) {
+      const list = byDid.get(doc.atproto!.did!)
+      if (list) list.push(doc)
+      else byDid.set(doc.atproto!.did!, [doc])
+    }
+    const users = await this.#users.resolve(dids)
+    const forgotten = new Map((await db.collection<ForgottenDoc>(COLLECTIONS.forgotten).find({ _id: { $in: dids } }).toArray()).map((d) => [d._id, d.atUs]))
+
+    const fresh: UpsertOp[] = []
+    const again: MoodOp[] = []
+    const rejected: QuarantineEntry[] = []
+    for (const snapshot of snapshots) {
+      const docs = byDid.get(snapshot.did) ?? []
+      const hidden = (doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.hidden !== undefined
+      // The host served the repo, so the account is active: bring back what a status change hid.
+      if (docs.some(hidden)) await moods.restoreDid(snapshot.did)
+      const parsed = snapshotOps(snapshot, users.get(snapshot.did) ?? null, forgotten.get(snapshot.did))
+      rejected.push(...parsed.rejected)
+      // Records MongoDB has never seen go down the insert-first path; the rest skip it.
+      const seen = new Set(docs.map((doc) => doc.atproto?.rkey))
+      for (const op of parsed.ops) (seen.has(op.rkey) ? again : fresh).push(op)
+      const present = new Set(snapshot.records.map((r) => r.rkey))
+      for (const doc of docs) {
+        const rkey = doc.atproto!.rkey!
+        if ((!doc.deleted || hidden(doc)) && !present.has(rkey)) again.push({ kind: 'delete', did: snapshot.did, rkey, rev: snapshot.rev } satisfies DeleteOp)
+      }
+      done.records += snapshot.records.length
+      done.bytes += snapshot.bytes
+    }
+    for (let i = 0; i < fresh.length; i += APPLY_CHUNK) addApplyResult(done.applied, await moods.apply(fresh.slice(i, i + APPLY_CHUNK)))
+    for (let i = 0; i < again.length; i += APPLY_CHUNK) addApplyResult(done.applied, await moods.apply(again.slice(i, i + APPLY_CHUNK), { insertFirst: false }))
     await this.#store.quarantine.add(rejected)
-    result.rev = snapshot.rev
-    result.records = snapshot.records.length
-    result.quarantined = rejected.length
-    result.bytes = snapshot.bytes
-    await this.#repos.updateOne({ _id: did }, { $set: { rev: snapshot.rev, via: snapshot.via, records: snapshot.records.length, syncedAt: new Date() } }, { upsert: true })
-    await this.#dequeue(did)
-    this.#log.debug({ did, rev: snapshot.rev, records: result.records, ...result.applied }, 'repo synced')
-    return result
+    done.quarantined = rejected.length
+
+    const syncedAt = new Date()
+    await bulkWriteChunked(
+      this.#repos,
+      snapshots.map((s) => ({ updateOne: { filter: { _id: s.did }, update: { $set: { rev: s.rev, via: s.via, records: s.records.length, syncedAt } }, upsert: true } })),
+    )
+    await this.#dequeue(dids)
+    this.#log.debug({ repos: snapshots.length, records: done.records, ...done.applied }, 'repos applied')
+    return done
   }
 
-  async #dequeue(did: string): Promise<void> {
-    await this.#store.db.collection<BackfillDoc>(COLLECTIONS.backfill).deleteOne({ _id: did })
+  async #dequeue(dids: readonly string[]): Promise<void> {
+    await this.#store.db.collection<BackfillDoc>(COLLECTIONS.backfill).deleteMany({ _id: { $in: [...dids] } })
   }
 }
