@@ -7,6 +7,13 @@ import { MOOD_NSID } from '../../src/mood.ts'
 import type { StatusReport } from '../../src/reconcile/status.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
+import { createIdResolver } from '../../src/ingest/service.ts'
+import { silentLogger } from '../../src/logger.ts'
+import { dedupe } from '../../src/reconcile/dedupe.ts'
+import { RepoReader } from '../../src/reconcile/repo-reader.ts'
+import { RepoSync } from '../../src/reconcile/repo-sync.ts'
+import { Store } from '../../src/store/store.ts'
+import { RateBudget, WRITE_COST } from '../../src/writer/budget.ts'
 import { Writer } from '../../src/writer/writer.ts'
 import { useTestDb } from '../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
@@ -159,6 +166,24 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
     expect(migratePlan).toMatchObject({ queued: MOODS - MIGRATED - LOST_LINK.length, linked: LOST_LINK.length })
     expect(await snapshotDb()).toBe(before)
     expect(await repoRev()).toBe(rev)
+  })
+
+  it('dedupe --delete stays within the account\'s rate budget: over it, nothing is deleted and it says why', async () => {
+    const store = new Store({ mongodb: { uri: t.uri, db: t.name } })
+    await store.start()
+    try {
+      const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl) })
+      const writer = new Writer(t.db, { pdsUrl: network.pdsUrl, secret: SECRET, budget: new RateBudget({ hourly: DUPLICATED * WRITE_COST.delete - 1 }) })
+      const ctx = { store, reader, sync: new RepoSync({ store, reader }), writer, log: silentLogger }
+      const rev = await repoRev()
+      const report = await dedupe(ctx, [{ user: 'auth0|alice', did: alice.did }], { delete: true })
+      expect(report).toMatchObject({ duplicates: DUPLICATED, deleted: 0 })
+      expect(report.failures.byKind).toEqual({ 'rate-limited': 1 })
+      expect(report.failures.first[0]!.message).toMatch(/budget exhausted/)
+      expect(await repoRev()).toBe(rev)
+    } finally {
+      await store.destroy()
+    }
   })
 
   it('dedupe --delete, migrate and repair bring everything in sync; nothing is written twice', async () => {
