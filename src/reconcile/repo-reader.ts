@@ -1,4 +1,5 @@
 import type { IdResolver } from '@atproto/identity'
+import { isCidForBytes, type Cid } from '@atproto/lex-data'
 import { cborToLexRecord, def, ensureV3Commit, MemoryBlockstore, MST, readCarWithRoot, verifyCommitSig, type Commit } from '@atproto/repo'
 import { MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
@@ -44,7 +45,7 @@ export interface RepoReaderOptions {
   idResolver: IdResolver
   fetch?: typeof globalThis.fetch
   log?: Logger
-  /** A CAR announced larger than this is not downloaded: the repo is listed with listRecords. */
+  /** A CAR larger than this is not held in memory: the repo is listed with listRecords (default 256 MiB). */
   maxCarBytes?: number
   /** Tries per request for transient failures (network, 5xx, short 429s). */
   attempts?: number
@@ -58,6 +59,7 @@ const REPO_STATUS: Record<string, RepoFailureKind> = {
   RepoSuspended: 'suspended',
   RepoNotFound: 'not-found',
 }
+const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
 /** A 429 that resets later than this is reported, not waited out. */
 const MAX_RATE_WAIT_MS = 60_000
 
@@ -87,7 +89,7 @@ export class RepoReader {
     const identity = await this.#identity(did)
     let car: Uint8Array
     try {
-      car = await this.#retry(did, () => this.#client(identity.pds).bytes('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes }))
+      car = await this.#retry(did, () => this.#client(identity.pds).bytes('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES }))
     } catch (err) {
       if (err instanceof RepoUnavailableError && err.cause instanceof PdsError && canList(err.cause)) {
         this.#log.warn({ did, reason: err.cause.message }, 'repo CAR unavailable; listing records instead (unverified)')
@@ -111,12 +113,14 @@ export class RepoReader {
     let data: MST
     let blocks: MemoryBlockstore
     try {
-      const parsed = await readCarWithRoot(car)
-      blocks = new MemoryBlockstore(parsed.blocks)
+      // Hashes are checked as blocks are used (VerifyingBlockstore), not all up front: a big
+      // repo's CAR is mostly other collections, which this read never touches.
+      const parsed = await readCarWithRoot(car, { skipCidVerification: true })
+      blocks = new VerifyingBlockstore(parsed.blocks)
       commit = ensureV3Commit(await blocks.readObj(parsed.root, def.versionedCommit))
       data = MST.load(blocks, commit.data)
     } catch (err) {
-      throw new RepoUnavailableError(did, 'invalid', `unreadable repo CAR: ${(err as Error).message}`, { cause: err })
+      throw new RepoUnavailableError(did, err instanceof BlockMismatchError ? 'verification' : 'invalid', `unreadable repo CAR: ${(err as Error).message}`, { cause: err })
     }
     if (commit.did !== did) throw new RepoUnavailableError(did, 'verification', `the repo is signed for ${commit.did}`)
     if (!(await verifyCommitSig(commit, signingKey))) {
@@ -131,6 +135,7 @@ export class RepoReader {
         records.push({ rkey: leaf.key.slice(PREFIX.length), cid: leaf.value.toString(), value: decodeRecord(bytes) })
       }
     } catch (err) {
+      if (err instanceof BlockMismatchError) throw new RepoUnavailableError(did, 'verification', err.message, { cause: err })
       throw new RepoUnavailableError(did, 'invalid', `incomplete repo CAR: ${(err as Error).message}`, { cause: err })
     }
     return { rev: commit.rev, records }
@@ -193,6 +198,19 @@ export class RepoReader {
         await sleep(Math.max(rateWait, backoff.next()), this.#opts.signal)
       }
     }
+  }
+}
+
+class BlockMismatchError extends Error {
+  override name = 'BlockMismatchError'
+}
+
+/** Every block handed out is checked against its CID first: what is read is what was signed. */
+class VerifyingBlockstore extends MemoryBlockstore {
+  override async getBytes(cid: Cid): Promise<Uint8Array | null> {
+    const bytes = await super.getBytes(cid)
+    if (bytes && !(await isCidForBytes(cid, bytes))) throw new BlockMismatchError(`block ${cid.toString()} does not match its CID`)
+    return bytes
   }
 }
 

@@ -203,6 +203,18 @@ describe('backfill: moods loaded from the repos themselves', () => {
 
     const fromCar = await newSync().reader.read(carol.did)
     expect(fromCar.via).toBe('car')
+    // A host that changes one record's text: the block no longer matches its CID.
+    const text = new TextEncoder().encode((fromCar.records[0]!.value as { mood: string }).mood)
+    const tampering: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init)
+      if (!String(input).includes('sync.getRepo')) return res
+      const bytes = new Uint8Array(await res.arrayBuffer())
+      const at = Buffer.from(bytes).indexOf(Buffer.from(text))
+      expect(at).toBeGreaterThan(0)
+      bytes[at] = bytes[at]! ^ 0x20
+      return new Response(bytes, { status: 200, headers: { 'content-type': 'application/vnd.ipld.car' } })
+    }
+    await expect(newSync({ fetch: tampering }).reader.read(carol.did)).rejects.toSatisfy((err) => err instanceof RepoUnavailableError && err.kind === 'verification' && /does not match its CID/.test(err.message))
     const noCar: typeof fetch = (input, init) =>
       String(input).includes('sync.getRepo') ? Promise.resolve(new Response(JSON.stringify({ error: 'MethodNotImplemented' }), { status: 501 })) : fetch(input, init)
     for (const reader of [newSync({ fetch: noCar }).reader, newSync({ maxCarBytes: 100 }).reader]) {
