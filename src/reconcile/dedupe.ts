@@ -1,7 +1,6 @@
 import type { DeleteOp } from '../store/moods.ts'
 import type { DuplicateGroup } from './compare.ts'
-import { addFailure, emptyFailures, inspect, type Failures, type ReconcileContext } from './inspect.ts'
-import { forEachConcurrent } from './pool.ts'
+import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import type { Subject } from './subjects.ts'
 
 export interface DedupeReport {
@@ -27,34 +26,27 @@ class NoWriterError extends Error {
  * deletes all but the one MongoDB points to (else the oldest) through applyWrites batches paid
  * from the account's budget, then marks the moods that mirrored them deleted.
  */
-export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[], opts: { delete?: boolean; concurrency?: number; signal?: AbortSignal } = {}): Promise<DedupeReport> {
+export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { delete?: boolean } = {}): Promise<DedupeReport> {
   const report: DedupeReport = { deleteRequested: opts.delete ?? false, groups: 0, duplicates: 0, deleted: 0, moodsMarkedDeleted: 0, subjects: [], failures: emptyFailures() }
-  await forEachConcurrent(
-    subjects.filter((s) => s.did !== null),
-    opts.concurrency ?? 2,
-    opts.signal,
-    async (subject) => {
-      try {
-        const { diff, snapshot } = await inspect(ctx, subject)
-        const groups = diff.duplicates
-        if (groups.length === 0) return
-        const drop = groups.flatMap((g) => g.drop)
-        report.groups += groups.length
-        report.duplicates += drop.length
-        report.subjects.push({ ...subject, groups })
-        if (!opts.delete) return
-        if (!ctx.writer || subject.user === null) throw new NoWriterError(`${subject.did} belongs to no platform user: moodsync has no credentials to delete its records`)
-        const did = snapshot!.did
-        const res = await ctx.writer.deleteRecords({ user: subject.user, did, rkeys: drop })
-        report.deleted += res.deleted
-        const rev = res.rev ?? (await ctx.reader.latestRev(did))
-        const ops: DeleteOp[] = drop.map((rkey) => ({ kind: 'delete', did, rkey, rev }))
-        report.moodsMarkedDeleted += (await ctx.store.moods.apply(ops)).deleted
-      } catch (err) {
-        addFailure(report.failures, subject, err, ctx.log)
-      }
-    },
-  )
+  const withRepo = subjects.filter((s) => s.did !== null)
+  await forEachSubject(ctx, 'dedupe', withRepo, opts, report.failures, async (subject) => {
+    const { diff, snapshot, records } = await inspect(ctx, subject)
+    const groups = diff.duplicates
+    if (groups.length === 0) return records.length
+    const drop = groups.flatMap((g) => g.drop)
+    report.groups += groups.length
+    report.duplicates += drop.length
+    report.subjects.push({ ...subject, groups })
+    if (!opts.delete) return records.length
+    if (!ctx.writer || subject.user === null) throw new NoWriterError(`${subject.did} belongs to no platform user: moodsync has no credentials to delete its records`)
+    const did = snapshot!.did
+    const res = await ctx.writer.deleteRecords({ user: subject.user, did, rkeys: drop })
+    report.deleted += res.deleted
+    const rev = res.rev ?? (await ctx.reader.latestRev(did))
+    const ops: DeleteOp[] = drop.map((rkey) => ({ kind: 'delete', did, rkey, rev }))
+    report.moodsMarkedDeleted += (await ctx.store.moods.apply(ops)).deleted
+    return records.length
+  })
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
   return report
 }

@@ -3,6 +3,8 @@ import type { UpsertOp } from '../store/moods.ts'
 import type { Store } from '../store/store.ts'
 import type { Writer } from '../writer/writer.ts'
 import { compareSubject, type SubjectDiff } from './compare.ts'
+import { forEachConcurrent } from './pool.ts'
+import { Progress } from './progress.ts'
 import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
 import type { RepoSync } from './repo-sync.ts'
 import { docsOf, forgottenAt, snapshotOps, type Subject } from './subjects.ts'
@@ -67,4 +69,31 @@ export function addFailure(failures: Failures, subject: Subject, err: unknown, l
 
 export function failureCount(failures: Failures): number {
   return Object.values(failures.byKind).reduce((a, b) => a + b, 0)
+}
+
+export interface SubjectRunOptions {
+  concurrency?: number
+  signal?: AbortSignal
+  /** Where progress lines go (stderr for the CLI). */
+  progress?: NodeJS.WritableStream
+}
+
+/**
+ * Runs `work` for every subject, a bounded number at a time, with progress; a subject's
+ * failure is counted by kind and the others go on. `work` returns the moods it looked at.
+ */
+export async function forEachSubject(ctx: ReconcileContext, label: string, subjects: readonly Subject[], opts: SubjectRunOptions, failures: Failures, work: (subject: Subject) => Promise<number>): Promise<void> {
+  const progress = opts.progress ? new Progress(opts.progress, label, { unit: 'users' }) : undefined
+  const counts = { done: 0, total: subjects.length, failed: 0, records: 0 }
+  await forEachConcurrent(subjects, opts.concurrency ?? 2, opts.signal, async (subject) => {
+    try {
+      counts.records += await work(subject)
+    } catch (err) {
+      counts.failed++
+      addFailure(failures, subject, err, ctx.log)
+    }
+    counts.done++
+    progress?.update(counts)
+  })
+  progress?.finish(counts)
 }

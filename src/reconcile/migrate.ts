@@ -1,6 +1,5 @@
 import type { FlushResult } from '../writer/writer.ts'
-import { addFailure, emptyFailures, inspect, type Failures, type ReconcileContext } from './inspect.ts'
-import { forEachConcurrent } from './pool.ts'
+import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
 import type { Subject } from './subjects.ts'
 
@@ -27,37 +26,34 @@ export interface MigrateReport {
  * migration already wrote is linked to it instead of written twice. Resumable and idempotent:
  * queued moods are written on the next run; a second run finds nothing to do.
  */
-export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[], opts: { dryRun?: boolean; concurrency?: number; signal?: AbortSignal } = {}): Promise<MigrateReport> {
+export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { dryRun?: boolean } = {}): Promise<MigrateReport> {
   const dryRun = opts.dryRun ?? false
   const report: MigrateReport = { dryRun, linked: 0, queued: 0, resumed: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0, noAccount: 0, failures: emptyFailures() }
   const writer = ctx.writer
-  await forEachConcurrent(subjects.filter((s) => s.user !== null), opts.concurrency ?? 2, opts.signal, async (subject) => {
-    try {
-      const { diff } = await inspect(ctx, subject)
-      if (subject.did === null) {
-        report.noAccount += diff.noAccount
-        return
-      }
-      const links = diff.links
-      const pending = diff.unconfirmed.filter((doc) => doc.atproto?.state === 'pending' && doc.deleted !== true)
-      if (dryRun) {
-        report.linked += links.length
-        report.queued += diff.unmigrated.length
-        report.resumed += pending.length
-        return
-      }
-      if (links.length > 0) report.linked += (await ctx.store.moods.apply(links)).attached
-      if (!writer || (diff.unmigrated.length === 0 && pending.length === 0)) return
-      const adopted = await writer.adopt(diff.unmigrated)
-      report.queued += adopted.queued
-      report.invalid += adopted.invalid
-      report.resumed += pending.length
-      const flushed = await flushOutbox(writer, subject.user!)
-      for (const key of Object.keys(flushed) as (keyof FlushResult)[]) report.flushed[key] += flushed[key]
-      report.confirmed += await confirmWritten(ctx, subject)
-    } catch (err) {
-      addFailure(report.failures, subject, err, ctx.log)
+  await forEachSubject(ctx, dryRun ? 'migrate plan' : 'migrate', subjects.filter((s) => s.user !== null), opts, report.failures, async (subject) => {
+    const { diff, records } = await inspect(ctx, subject)
+    if (subject.did === null) {
+      report.noAccount += diff.noAccount
+      return diff.noAccount
     }
+    const links = diff.links
+    const pending = diff.unconfirmed.filter((doc) => doc.atproto?.state === 'pending' && doc.deleted !== true)
+    if (dryRun) {
+      report.linked += links.length
+      report.queued += diff.unmigrated.length
+      report.resumed += pending.length
+      return records.length
+    }
+    if (links.length > 0) report.linked += (await ctx.store.moods.apply(links)).attached
+    if (!writer || (diff.unmigrated.length === 0 && pending.length === 0)) return records.length
+    const adopted = await writer.adopt(diff.unmigrated)
+    report.queued += adopted.queued
+    report.invalid += adopted.invalid
+    report.resumed += pending.length
+    const flushed = await flushOutbox(writer, subject.user!)
+    for (const key of Object.keys(flushed) as (keyof FlushResult)[]) report.flushed[key] += flushed[key]
+    report.confirmed += await confirmWritten(ctx, subject)
+    return records.length
   })
   return report
 }

@@ -4,7 +4,8 @@ export interface ProgressCounts {
   /** Known once the list of work is complete (a discovery listing may still be running). */
   total?: number
   failed: number
-  records: number
+  /** Moods seen so far, where the work has a count of them. */
+  records?: number
 }
 
 /**
@@ -14,14 +15,16 @@ export interface ProgressCounts {
 export class Progress {
   readonly #out: NodeJS.WritableStream
   readonly #label: string
+  readonly #unit: string
   readonly #intervalMs: number
   readonly #started = Date.now()
   readonly #tty: boolean
   #last = 0
 
-  constructor(out: NodeJS.WritableStream, label: string, opts: { intervalMs?: number } = {}) {
+  constructor(out: NodeJS.WritableStream, label: string, opts: { intervalMs?: number; unit?: string } = {}) {
     this.#out = out
     this.#label = label
+    this.#unit = opts.unit ?? 'repos'
     this.#tty = (out as { isTTY?: boolean }).isTTY === true
     this.#intervalMs = opts.intervalMs ?? (this.#tty ? 250 : 5_000)
   }
@@ -30,24 +33,25 @@ export class Progress {
     const now = Date.now()
     if (now - this.#last < this.#intervalMs) return
     this.#last = now
-    this.#out.write(`${this.#tty ? '\r\x1b[2K' : ''}${formatProgress(this.#label, counts, now - this.#started)}${this.#tty ? '' : '\n'}`)
+    this.#out.write(`${this.#tty ? '\r\x1b[2K' : ''}${formatProgress(this.#label, counts, now - this.#started, this.#unit)}${this.#tty ? '' : '\n'}`)
   }
 
   /** Ends the progress line (the final report follows on its own lines). */
   finish(counts: ProgressCounts): void {
     this.#last = 0
-    this.#out.write(`${this.#tty ? '\r\x1b[2K' : ''}${formatProgress(this.#label, counts, Date.now() - this.#started)}\n`)
+    this.#out.write(`${this.#tty ? '\r\x1b[2K' : ''}${formatProgress(this.#label, counts, Date.now() - this.#started, this.#unit)}\n`)
   }
 }
 
-export function formatProgress(label: string, counts: ProgressCounts, elapsedMs: number): string {
+export function formatProgress(label: string, counts: ProgressCounts, elapsedMs: number, unit = 'repos'): string {
   const seconds = elapsedMs / 1000
   const rate = seconds > 0 ? counts.done / seconds : 0
   const total = counts.total === undefined ? '' : `/${counts.total}`
   const remaining = counts.total === undefined ? undefined : counts.total - counts.done
   const eta = remaining === undefined || rate === 0 ? '' : `, ETA ${formatDuration((remaining / rate) * 1000)}`
   const failed = counts.failed > 0 ? ` (${counts.failed} failed)` : ''
-  return `${label}: ${counts.done}${total} repos${failed}, ${counts.records} moods, ${rate.toFixed(1)} repos/s${eta}`
+  const moods = counts.records === undefined ? '' : `, ${counts.records} moods`
+  return `${label}: ${counts.done}${total} ${unit}${failed}${moods}, ${rate.toFixed(1)} ${unit}/s${eta}`
 }
 
 export function formatDuration(ms: number): string {

@@ -1,8 +1,7 @@
 import type { ApplyResult, MoodOp } from '../store/moods.ts'
 import type { FlushResult } from '../writer/writer.ts'
 import type { SubjectDiff } from './compare.ts'
-import { addFailure, emptyFailures, inspect, type Failures, type Inspection, type ReconcileContext } from './inspect.ts'
-import { forEachConcurrent } from './pool.ts'
+import { emptyFailures, forEachSubject, inspect, type Failures, type Inspection, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import { addApplyResult, emptyApplyResult } from './repo-sync.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
 import type { Subject } from './subjects.ts'
@@ -84,20 +83,16 @@ function hasWork(plan: RepairPlan): boolean {
  * and what it says; moods that never reached ATProto go out through the writer's outbox.
  * Duplicates are left to `dedupe`, which deletes records only when told to.
  */
-export async function repair(ctx: ReconcileContext, subjects: readonly Subject[], opts: { dryRun?: boolean; concurrency?: number; signal?: AbortSignal } = {}): Promise<RepairReport> {
+export async function repair(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { dryRun?: boolean } = {}): Promise<RepairReport> {
   const dryRun = opts.dryRun ?? false
   const report: RepairReport = { dryRun, plan: emptyPlan(), subjects: [], done: { applied: emptyApplyResult(), queued: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0 }, failures: emptyFailures() }
-  await forEachConcurrent(subjects, opts.concurrency ?? 4, opts.signal, async (subject) => {
-    try {
-      const inspection = await inspect(ctx, subject)
-      const { ops, plan } = repairOps(inspection)
-      for (const key of Object.keys(plan) as (keyof RepairPlan)[]) report.plan[key] += plan[key]
-      if (hasWork(plan) || plan.duplicates > 0) report.subjects.push({ ...subject, plan })
-      if (dryRun || !hasWork(plan)) return
-      await fix(ctx, inspection, ops, report)
-    } catch (err) {
-      addFailure(report.failures, subject, err, ctx.log)
-    }
+  await forEachSubject(ctx, dryRun ? 'repair plan' : 'repair', subjects, opts, report.failures, async (subject) => {
+    const inspection = await inspect(ctx, subject)
+    const { ops, plan } = repairOps(inspection)
+    for (const key of Object.keys(plan) as (keyof RepairPlan)[]) report.plan[key] += plan[key]
+    if (hasWork(plan) || plan.duplicates > 0) report.subjects.push({ ...subject, plan })
+    if (!dryRun && hasWork(plan)) await fix(ctx, inspection, ops, report)
+    return inspection.records.length
   })
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
   return report

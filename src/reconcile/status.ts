@@ -1,6 +1,5 @@
 import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
-import { addFailure, emptyFailures, inspect, type Failures, type ReconcileContext } from './inspect.ts'
-import { forEachConcurrent } from './pool.ts'
+import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import type { Subject } from './subjects.ts'
 
 export interface SubjectStatus extends Subject {
@@ -18,17 +17,14 @@ export interface StatusReport {
 }
 
 /** Compares every subject; a subject whose repo cannot be read is a failure, not drift. */
-export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: { concurrency?: number; signal?: AbortSignal } = {}): Promise<StatusReport> {
+export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions = {}): Promise<StatusReport> {
   const report: StatusReport = { subjects: [], total: emptyCounts(), drift: 0, failures: emptyFailures() }
-  await forEachConcurrent(subjects, opts.concurrency ?? 4, opts.signal, async (subject) => {
-    try {
-      const { diff } = await inspect(ctx, subject)
-      const counts = countsOf(diff)
-      report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
-      addCounts(report.total, counts)
-    } catch (err) {
-      addFailure(report.failures, subject, err, ctx.log)
-    }
+  await forEachSubject(ctx, 'status', subjects, { concurrency: 4, ...opts }, report.failures, async (subject) => {
+    const { diff } = await inspect(ctx, subject)
+    const counts = countsOf(diff)
+    report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
+    addCounts(report.total, counts)
+    return diff.inSync + driftOf(counts) + diff.noAccount
   })
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
   report.drift = driftOf(report.total)

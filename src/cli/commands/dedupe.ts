@@ -13,7 +13,7 @@ export const dedupe: Command = {
   async run({ argv, env, stdout, stderr, signal }) {
     const { values } = parseArgs({ args: argv, options: { ...commonOptions, delete: { type: 'boolean', default: false } } })
     const concurrency = concurrencyOf(values.concurrency, 2)
-    const result = await withReconcile(env, stderr, signal, async (ctx) => runDedupe(ctx, await subjectsFor(ctx, values.user), { delete: values.delete, concurrency, signal }))
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runDedupe(ctx, await subjectsFor(ctx, values.user), { delete: values.delete, concurrency, signal, progress: stderr }))
     report(stdout, values.json, result, () => {
       const lines = [`${result.duplicates} duplicate records in ${result.groups} groups across ${result.subjects.length} repos`]
       for (const s of result.subjects) {

@@ -14,7 +14,7 @@ export const migrate: Command = {
     const { values } = parseArgs({ args: argv, options: { ...commonOptions, 'dry-run': { type: 'boolean', default: false } } })
     const concurrency = concurrencyOf(values.concurrency, 2)
     const dryRun = values['dry-run']
-    const result = await withReconcile(env, stderr, signal, async (ctx) => runMigrate(ctx, await subjectsFor(ctx, values.user), { dryRun, concurrency, signal }))
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runMigrate(ctx, await subjectsFor(ctx, values.user), { dryRun, concurrency, signal, progress: stderr }))
     report(stdout, values.json, result, () => {
       const f = result.flushed
       return [

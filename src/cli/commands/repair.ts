@@ -24,7 +24,7 @@ export const repair: Command = {
     const { values } = parseArgs({ args: argv, options: { ...commonOptions, 'dry-run': { type: 'boolean', default: false } } })
     const concurrency = concurrencyOf(values.concurrency, 2)
     const dryRun = values['dry-run']
-    const result = await withReconcile(env, stderr, signal, async (ctx) => runRepair(ctx, await subjectsFor(ctx, values.user), { dryRun, concurrency, signal }))
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runRepair(ctx, await subjectsFor(ctx, values.user), { dryRun, concurrency, signal, progress: stderr }))
     report(stdout, values.json, result, () => {
       const d = result.done
       const lines = [

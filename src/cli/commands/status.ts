@@ -29,7 +29,7 @@ export const status: Command = {
   async run({ argv, env, stdout, stderr, signal }) {
     const { values } = parseArgs({ args: argv, options: commonOptions })
     const concurrency = concurrencyOf(values.concurrency, 4)
-    const result = await withReconcile(env, stderr, signal, async (ctx) => runStatus(ctx, await subjectsFor(ctx, values.user), { concurrency, signal }))
+    const result = await withReconcile(env, stderr, signal, async (ctx) => runStatus(ctx, await subjectsFor(ctx, values.user), { concurrency, signal, progress: stderr }))
     report(stdout, values.json, result, () => humanStatus(result))
     if (result.drift > 0) return 1
     return failureCount(result.failures) > 0 ? STATUS_INCOMPLETE : 0
