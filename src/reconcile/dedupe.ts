@@ -31,6 +31,7 @@ export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[]
   const withRepo = subjects.filter((s) => s.did !== null)
   await forEachSubject(ctx, 'dedupe', withRepo, opts, report.failures, async (subject) => {
     const { diff, snapshot, records } = await inspect(ctx, subject)
+    // An inactive account cannot be written to; its records are not readable either (no groups).
     const groups = diff.duplicates
     if (groups.length === 0) return records.length
     const drop = groups.flatMap((g) => g.drop)

@@ -25,7 +25,11 @@ export interface Inspection {
   snapshot?: RepoSnapshot
   /** Its valid records, as store ops. */
   records: UpsertOp[]
+  /** The host says the account is not active (deactivated, takendown, suspended): its moods should be hidden. */
+  inactive?: string
 }
+
+const INACTIVE = new Set(['deactivated', 'takendown', 'suspended'])
 
 /** Reads the subject's repo (verified) and documents, and compares them. */
 export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<Inspection> {
@@ -33,7 +37,17 @@ export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<
   if (subject.did === null) {
     return { subject, records: [], diff: compareSubject({ ...subject, records: [], invalid: 0, docs: await docsOf(db, subject) }) }
   }
-  const snapshot = await ctx.reader.read(subject.did)
+  let snapshot: RepoSnapshot
+  try {
+    snapshot = await ctx.reader.read(subject.did)
+  } catch (err) {
+    if (!(err instanceof RepoUnavailableError) || !INACTIVE.has(err.kind)) throw err
+    // Nothing should show while the account is inactive: any visible mood is drift (to hide),
+    // and nothing can be written to it until it is back.
+    const docs = (await docsOf(db, subject)).filter((doc) => doc.atproto?.rkey !== undefined)
+    const diff = compareSubject({ ...subject, records: [], invalid: 0, docs })
+    return { subject, records: [], inactive: err.kind, diff: { ...diff, unmigrated: [], unconfirmed: [] } }
+  }
   const { ops, rejected } = snapshotOps(snapshot, subject.user, await forgottenAt(db, subject.did))
   // Read after the repo: a mood posted in between then looks unconfirmed, never deleted.
   const docs = await docsOf(db, subject)
@@ -46,6 +60,7 @@ export function failureKind(err: unknown): string {
   const name = (err as Error)?.name
   if (name === 'PdsError') return (err as { status?: number }).status === 429 ? 'rate-limited' : 'pds'
   if (name === 'NoCredentialsError') return 'no-credentials'
+  if (name === 'InactiveAccountError') return 'inactive'
   if (name === 'StoreError' || name?.startsWith('Mongo')) return 'store'
   return 'error'
 }

@@ -20,6 +20,10 @@ export interface MigrateReport {
   failures: Failures
 }
 
+class InactiveAccountError extends Error {
+  override name = 'InactiveAccountError'
+}
+
 /**
  * Pushes every mood that has no record yet through the writer's outbox (applyWrites batches,
  * within the budget). The repo is read first, so a mood whose record an earlier, interrupted
@@ -31,7 +35,8 @@ export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[
   const report: MigrateReport = { dryRun, linked: 0, queued: 0, resumed: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0, noAccount: 0, failures: emptyFailures() }
   const writer = ctx.writer
   await forEachSubject(ctx, dryRun ? 'migrate plan' : 'migrate', subjects.filter((s) => s.user !== null), opts, report.failures, async (subject) => {
-    const { diff, records } = await inspect(ctx, subject)
+    const { diff, records, inactive } = await inspect(ctx, subject)
+    if (inactive) throw new InactiveAccountError(`${subject.did}: the account is ${inactive}; its moods wait until it is active`)
     if (subject.did === null) {
       report.noAccount += diff.noAccount
       return diff.noAccount

@@ -45,6 +45,7 @@ export function emptyPlan(): RepairPlan {
 export function repairOps(inspection: Inspection): { ops: MoodOp[]; plan: RepairPlan } {
   const { diff, snapshot } = inspection
   const plan = planOf(diff)
+  // An inactive account's visible moods are hidden (fix), not deleted: they return with it.
   if (!snapshot) return { ops: [], plan }
   const byRkey = new Map(inspection.records.map((op) => [op.rkey, op]))
   const ops: MoodOp[] = [...diff.atprotoOnly, ...diff.differs, ...diff.confirmable, ...diff.unrecorded]
@@ -101,6 +102,10 @@ export async function repair(ctx: ReconcileContext, subjects: readonly Subject[]
 async function fix(ctx: ReconcileContext, inspection: Inspection, ops: MoodOp[], report: RepairReport): Promise<void> {
   const { subject, diff, snapshot } = inspection
   const moods = ctx.store.moods
+  if (inspection.inactive !== undefined) {
+    report.done.applied.deleted += await moods.hideDid(subject.did!, inspection.inactive)
+    return
+  }
   if (snapshot) await moods.restoreDid(snapshot.did)
   if (ops.length > 0) addApplyResult(report.done.applied, await moods.apply(ops))
   const writer = ctx.writer

@@ -93,8 +93,6 @@ export class RepoSync {
       if (!(err instanceof RepoUnavailableError) || !HIDE.has(err.kind)) throw err
       // The host says the account is not active: its moods leave the platform's reads until it is.
       const hidden = await this.#store.moods.hideDid(did, err.kind)
-      // Forget the rev read: once the account is back, the next run must read it and restore.
-      await this.#repos.deleteOne({ _id: did })
       await this.#dequeue([did])
       this.#log.info({ did, status: err.kind, moods: hidden }, 'repo not active: moods hidden')
       return { did, outcome: 'hidden', records: 0 }

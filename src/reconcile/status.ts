@@ -5,6 +5,8 @@ import type { Subject } from './subjects.ts'
 export interface SubjectStatus extends Subject {
   counts: StatusCounts
   drift: number
+  /** Set when the account is not active (its moods should all be hidden). */
+  inactive?: string
   /** Duplicate groups, for the operator: which record is kept, which would go. */
   duplicates?: { ref: string; keep: string; drop: string[] }[]
 }
@@ -20,9 +22,9 @@ export interface StatusReport {
 export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions = {}): Promise<StatusReport> {
   const report: StatusReport = { subjects: [], total: emptyCounts(), drift: 0, failures: emptyFailures() }
   await forEachSubject(ctx, 'status', subjects, { concurrency: 4, ...opts }, report.failures, async (subject) => {
-    const { diff } = await inspect(ctx, subject)
+    const { diff, inactive } = await inspect(ctx, subject)
     const counts = countsOf(diff)
-    report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
+    report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(inactive ? { inactive } : {}), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
     addCounts(report.total, counts)
     return diff.inSync + driftOf(counts) + diff.noAccount
   })

@@ -1,7 +1,7 @@
 import { ObjectId, type AnyBulkWriteOperation, type Collection, type Db, type Filter } from 'mongodb'
 import type { Mood } from '../mood.ts'
 import { StoreError } from '../errors.ts'
-import { COLLECTIONS, type MoodDoc } from './collections.ts'
+import { COLLECTIONS, type MoodDoc, type RepoStateDoc } from './collections.ts'
 import { bulkWriteChunked } from './bulk.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
 
@@ -50,7 +50,9 @@ const MAX_ATTEMPTS = 5
  */
 export class MoodStore {
   readonly collection: Collection<MoodDoc>
+  readonly #db: Db
   constructor(db: Db) {
+    this.#db = db
     this.collection = db.collection<MoodDoc>(COLLECTIONS.moods)
   }
 
@@ -78,6 +80,9 @@ export class MoodStore {
       { ...MoodStore.byDid(did), deleted: { $ne: true } },
       { $set: { deleted: true, 'atproto.hidden': status } },
     )
+    // The rev a backfill reached no longer describes MongoDB: the next one must read the repo
+    // (and restore), even if the account comes back without a new commit.
+    await this.#db.collection<RepoStateDoc>(COLLECTIONS.repos).deleteOne({ _id: did })
     return res.modifiedCount
   }
 

@@ -233,6 +233,30 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
     expect(await repoRev()).toBe(rev)
   })
 
+  it('an inactive account: status counts its visible moods, repair hides them, a backfill brings them back', async () => {
+    const hana = await network.createAccount('hana')
+    await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|hana' as never, atproto: { did: hana.did, password: hana.password } })
+    const posted = await Promise.all([0, 1, 2].map((i) => hana.agent.com.atproto.repo.createRecord({ repo: hana.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: `hana ${i}`, when: new Date().toISOString() } })))
+    expect((await json('backfill', '--user', 'auth0|hana')).code).toBe(0)
+    await hana.agent.com.atproto.server.deactivateAccount({})
+
+    const before = await json<StatusReport>('status', '--user', 'auth0|hana')
+    expect(before.code).toBe(1)
+    expect(before.subjects[0]).toMatchObject({ inactive: 'deactivated', counts: { mongoOnly: posted.length, inSync: 0 } })
+    expect(await json('repair', '--user', 'auth0|hana')).toMatchObject({ code: 0, done: { applied: { deleted: posted.length } } })
+    expect(await moods().countDocuments({ user: 'auth0|hana', 'atproto.hidden': 'deactivated' })).toBe(posted.length)
+    expect((await json('status', '--user', 'auth0|hana')).code).toBe(0)
+    const migrate = await json<{ failures: { byKind: Record<string, number> } }>('migrate', '--user', 'auth0|hana')
+    expect(migrate.failures.byKind).toEqual({ inactive: 1 })
+
+    await hana.agent.com.atproto.server.activateAccount()
+    expect((await json('backfill', '--user', 'auth0|hana')).code).toBe(0)
+    expect(await moods().countDocuments({ user: 'auth0|hana', deleted: { $ne: true } })).toBe(posted.length)
+    const after = await json<StatusReport>('status', '--user', 'auth0|hana')
+    expect(after).toMatchObject({ code: 0, drift: 0 })
+    expect(after.subjects[0]!.counts.inSync).toBe(posted.length)
+  })
+
   it('bad usage and unknown users get a clear error', async () => {
     const unknown = await run('status', '--user', 'auth0|ghost')
     expect(unknown.code).toBe(1)

@@ -37,7 +37,8 @@ export const status: Command = {
 }
 
 function humanStatus(result: StatusReport): string {
-  const rows = result.subjects.filter((s) => s.drift > 0 || result.subjects.length <= 20).map((s) => [s.user ?? s.did ?? '?', ...COLUMNS.map(([key]) => s.counts[key])])
+  const name = (s: StatusReport['subjects'][number]) => `${s.user ?? s.did ?? '?'}${s.inactive ? ` (${s.inactive})` : ''}`
+  const rows = result.subjects.filter((s) => s.drift > 0 || result.subjects.length <= 20).map((s) => [name(s), ...COLUMNS.map(([key]) => s.counts[key])])
   const hidden = result.subjects.length - rows.length
   const lines = [
     result.drift === 0 ? `in sync: ${result.total.inSync} moods across ${result.subjects.length} users/repos` : `DRIFT: ${result.drift} moods or records out of sync across ${result.subjects.filter((s) => s.drift > 0).length} users/repos`,
@@ -49,6 +50,7 @@ function humanStatus(result: StatusReport): string {
     '',
     'atproto only: record not in MongoDB (repair restores) · record gone: deleted on ATProto (repair marks deleted) · never written: no record yet (migrate/repair push)',
     'differs: MongoDB says otherwise (repair takes the record) · duplicates: extra records sharing a ref (dedupe --delete) · unconfirmed: outbox writes not seen on ATProto (repair retries)',
+    '(deactivated), (takendown), (suspended): the account is not active; its visible moods count as record gone (repair hides them)',
     failureLine(result.failures.byKind),
     ...result.failures.first.map((f) => `  ${f.user ?? f.did}: ${f.kind}: ${f.message}`),
   )
