@@ -1,6 +1,7 @@
 import type { DeleteOp } from '../store/moods.ts'
 import type { DuplicateGroup } from './compare.ts'
-import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyFailures, type Failures } from './failures.ts'
+import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import type { Subject } from './subjects.ts'
 
 export interface DedupeReport {

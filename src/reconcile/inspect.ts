@@ -3,6 +3,7 @@ import type { UpsertOp } from '../store/moods.ts'
 import type { Store } from '../store/store.ts'
 import type { Writer } from '../writer/writer.ts'
 import { compareSubject, type SubjectDiff } from './compare.ts'
+import { addFailure, type Failures } from './failures.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
 import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
@@ -52,38 +53,6 @@ export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<
   // Read after the repo: a mood posted in between then looks unconfirmed, never deleted.
   const docs = await docsOf(db, subject)
   return { subject, snapshot, records: ops, diff: compareSubject({ ...subject, records: ops, invalid: rejected.length, docs }) }
-}
-
-/** A failure while handling one subject, by kind, so a run reports them and goes on. */
-export function failureKind(err: unknown): string {
-  if (err instanceof RepoUnavailableError) return err.kind
-  const name = (err as Error)?.name
-  if (name === 'PdsError') return (err as { status?: number }).status === 429 ? 'rate-limited' : 'pds'
-  if (name === 'NoCredentialsError') return 'no-credentials'
-  if (name === 'InactiveAccountError') return 'inactive'
-  if (name === 'StoreError' || name?.startsWith('Mongo')) return 'store'
-  return 'error'
-}
-
-export interface Failures {
-  byKind: Record<string, number>
-  /** The first few in full. */
-  first: { user: string | null; did: string | null; kind: string; message: string }[]
-}
-
-export function emptyFailures(): Failures {
-  return { byKind: {}, first: [] }
-}
-
-export function addFailure(failures: Failures, subject: Subject, err: unknown, log: Logger): void {
-  const kind = failureKind(err)
-  failures.byKind[kind] = (failures.byKind[kind] ?? 0) + 1
-  if (failures.first.length < 20) failures.first.push({ ...subject, kind, message: (err as Error).message })
-  log.warn({ user: subject.user, did: subject.did, kind, err: (err as Error).message }, 'reconcile failed for a subject')
-}
-
-export function failureCount(failures: Failures): number {
-  return Object.values(failures.byKind).reduce((a, b) => a + b, 0)
 }
 
 export interface SubjectRunOptions {

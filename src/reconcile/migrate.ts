@@ -1,5 +1,6 @@
 import type { FlushResult } from '../writer/writer.ts'
-import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyFailures, type Failures } from './failures.ts'
+import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
 import type { Subject } from './subjects.ts'
 

@@ -1,5 +1,6 @@
 import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
-import { emptyFailures, forEachSubject, inspect, type Failures, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyFailures, type Failures } from './failures.ts'
+import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import type { Subject } from './subjects.ts'
 
 export interface SubjectStatus extends Subject {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { dedupe as runDedupe } from '../../reconcile/dedupe.ts'
-import { failureCount } from '../../reconcile/inspect.ts'
+import { failureCount } from '../../reconcile/failures.ts'
 import type { Command } from '../command.ts'
 import { report } from '../output.ts'
 import { failureLine } from '../table.ts'

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { failureCount } from '../../reconcile/inspect.ts'
+import { failureCount } from '../../reconcile/failures.ts'
 import { migrate as runMigrate } from '../../reconcile/migrate.ts'
 import type { Command } from '../command.ts'
 import { report } from '../output.ts'

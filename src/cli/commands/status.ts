@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { StatusCounts } from '../../reconcile/compare.ts'
-import { failureCount } from '../../reconcile/inspect.ts'
+import { failureCount } from '../../reconcile/failures.ts'
 import { status as runStatus, type StatusReport } from '../../reconcile/status.ts'
 import type { Command } from '../command.ts'
 import { report } from '../output.ts'
