@@ -4,7 +4,7 @@
  * concurrency; `RepoReader.read` alone (the ceiling for any store); a second run over the
  * unchanged repos; and, once, a forced re-read that finds every record unchanged.
  *
- *   bash scripts/with-node.sh node bench/backfill.ts [--repos 100] [--moods 100] [--concurrency 4] [--rounds 2] [--sweep 1]
+ *   bash scripts/with-node.sh node bench/backfill.ts [--repos 100] [--moods 100] [--concurrency 4] [--rounds 2] [--sweep 1] [--batch 50]
  *
  * The PDS and PLC run in this process (dev-env), so they compete with the code under test for
  * the same 2 cores, and their memory is in the RSS figures too (the raw row shows that floor).
@@ -13,12 +13,13 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import type { CommandStartedEvent } from 'mongodb'
 import { TID } from '@atproto/common-web'
 import { createIdResolver } from '../src/ingest/service.ts'
 import { MOOD_NSID, toRecord } from '../src/mood.ts'
 import { backfill, type BackfillReport } from '../src/reconcile/backfill.ts'
 import { forEachConcurrent } from '../src/reconcile/pool.ts'
-import { RepoReader } from '../src/reconcile/repo-reader.ts'
+import { RepoReader, type RepoSnapshot } from '../src/reconcile/repo-reader.ts'
 import { RepoSync } from '../src/reconcile/repo-sync.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { Store } from '../src/store/store.ts'
@@ -31,6 +32,7 @@ const MOODS = option('moods', 'BENCH_MOODS', 100)
 const CONCURRENCY = option('concurrency', 'BENCH_CONCURRENCY', 4)
 const ROUNDS = option('rounds', 'BENCH_ROUNDS', 2)
 const SWEEP = option('sweep', 'BENCH_SWEEP', 1) // 1: raw, read and run 1 once more at concurrency 1 and 8
+const BATCH = option('batch', 'BENCH_BATCH', 50) // backfill's batchRepos (its default is 50)
 const [RAW, READ, RUN1, RUN2, FORCED] = ['raw getRepo fetch', 'RepoReader.read only', 'backfill run 1 (empty db)', 'backfill run 2 (unchanged)', 'backfill --force (re-read)']
 
 // A full GC before and after each run, so "heap kept" is what a run leaves behind, not garbage.
@@ -79,12 +81,14 @@ async function raw(concurrency: number): Promise<void> {
   })
 }
 
-// Where a run's time goes: per-repo latencies summed by phase (at concurrency 1 they add up to
-// the wall time; above it they overlap and include waiting for the CPU), and MongoDB commands
-// from the driver's command monitoring, with the documents each write command changed.
-type Phase = 'resolve' | 'latestCommit' | 'latestRev' | 'getRepo' | 'read' | 'sync'
-interface Probe { phases: Record<Phase, number>; commands: Map<string, { count: number; ms: number; docs: number }> }
-const newProbe = (): Probe => ({ phases: { resolve: 0, latestCommit: 0, latestRev: 0, getRepo: 0, read: 0, sync: 0 }, commands: new Map() })
+// Where a run's time goes: per-repo latencies summed by phase, plus the time of each batch
+// write (`applyMany`, one at a time), and MongoDB commands from the driver's command
+// monitoring, with the documents each write command changed. At concurrency 1 the phases add
+// up to the wall time; above it they overlap (other repos are read while a batch is written)
+// and include waiting for the CPU.
+type Phase = 'resolve' | 'latestCommit' | 'latestRev' | 'getRepo' | 'read' | 'prepare' | 'applyMany'
+interface Probe { phases: Record<Phase, number>; batches: number[]; commands: Map<string, { count: number; ms: number; docs: number }> }
+const newProbe = (): Probe => ({ phases: { resolve: 0, latestCommit: 0, latestRev: 0, getRepo: 0, read: 0, prepare: 0, applyMany: 0 }, batches: [], commands: new Map() })
 let probe = newProbe()
 async function timed<T>(phase: Phase, work: Promise<T>): Promise<T> {
   const t = performance.now()
@@ -122,9 +126,19 @@ async function readOnly(concurrency: number): Promise<void> {
   if (records !== REPOS * MOODS) throw new Error(`read ${records} records, expected ${REPOS * MOODS}`)
 }
 
+/** The real RepoSync, its two halves timed: `backfill` calls `prepare` per repo and `applyMany` per batch. */
+class TimedSync extends RepoSync {
+  override prepare(did: string, opts?: { force?: boolean }) {
+    return timed('prepare', super.prepare(did, opts))
+  }
+  override applyMany(snapshots: readonly RepoSnapshot[]) {
+    probe.batches.push(snapshots.length)
+    return timed('applyMany', super.applyMany(snapshots))
+  }
+}
+
 async function runBackfill(store: Store, concurrency: number, force = false): Promise<BackfillReport> {
-  const sync = new RepoSync({ store, reader: timedReader() })
-  return backfill({ sync: (did: string, o: { force?: boolean }) => timed('sync', sync.sync(did, o)) } as RepoSync, dids, { concurrency, force })
+  return backfill(new TimedSync({ store, reader: timedReader() }), dids, { concurrency, force, batchRepos: BATCH })
 }
 
 const written = (name: string, reply: Record<string, unknown>) =>
@@ -132,10 +146,14 @@ const written = (name: string, reply: Record<string, unknown>) =>
 
 async function openStore(label: string): Promise<Store> {
   const store = new Store({ mongodb: { uri: mongoUri, db: `moodsync_bench_backfill_${process.pid}_${label}` } })
-  store.client.options.monitorCommands = true // read when the client connects, in start()
+  // A constructor option, set here before start() connects (the driver leaves this one
+  // writable and reads it per connection). Run 1 checks that it took.
+  store.client.options.monitorCommands = true
   // Keyed by command and collection: "find moods" (a scan on FerretDB) is not "find repos".
   const names = new Map<number, string>()
-  store.client.on('commandStarted', (e) => names.set(e.requestId, `${e.commandName} ${String(e.command[e.commandName]).replace('moodsync_', '')}`))
+  // A getMore names its cursor id; its collection is in `collection`.
+  const target = (e: CommandStartedEvent) => String(e.commandName === 'getMore' ? e.command.collection : e.command[e.commandName])
+  store.client.on('commandStarted', (e) => names.set(e.requestId, `${e.commandName} ${target(e).replace('moodsync_', '')}`))
   store.client.on('commandSucceeded', (e) => {
     const name = names.get(e.requestId) ?? e.commandName
     names.delete(e.requestId)
@@ -166,9 +184,11 @@ async function measure<T>(name: string, round: number, concurrency: number, work
 async function backfillRuns(round: number, concurrency: number, full: boolean): Promise<void> {
   const store = await openStore(`r${round}c${concurrency}`)
   try {
-    const { value: r1 } = await measure(RUN1, round, concurrency, () => runBackfill(store, concurrency))
+    const { row: row1, value: r1 } = await measure(RUN1, round, concurrency, () => runBackfill(store, concurrency))
     const stored = await store.db.collection(COLLECTIONS.moods).countDocuments()
     check(r1.applied.inserted === REPOS * MOODS && stored === REPOS * MOODS && r1.repos.synced === REPOS, `run 1 (round ${round}, c=${concurrency}): inserted ${r1.applied.inserted}, stored ${stored}, ${JSON.stringify(r1.failures)}`)
+    // Without command monitoring, "run 2 changed no document" would hold vacuously.
+    check(docsWritten(row1.probe) >= REPOS * MOODS, `run 1 (round ${round}, c=${concurrency}): command monitoring saw ${docsWritten(row1.probe)} documents written`)
     if (!full) return
     const { row, value: r2 } = await measure(RUN2, round, concurrency, () => runBackfill(store, concurrency))
     check(nothingApplied(r2) && r2.repos.unchanged === REPOS && docsWritten(row.probe) === 0, `run 2 (round ${round}): ${JSON.stringify(r2.repos)} ${JSON.stringify(r2.applied)}, ${docsWritten(row.probe)} documents written`)
@@ -240,14 +260,24 @@ const sweep = SWEEP ? [1, 8].filter((c) => c !== CONCURRENCY).flatMap((c) => [RA
 const phaseRows = rows.filter((r) => r.name !== RAW && r.round <= 1).map((r) => {
   const p = r.probe.phases
   // A DID is resolved inside latestRev (unchanged repos) or read (the others), never both here.
-  const mongo = p.sync === 0 ? 0 : p.sync - p.read - p.latestRev
+  // prepare's own MongoDB work: the findOne of the rev read last and, when unchanged, the dequeue.
+  const inPrepare = p.prepare === 0 ? 0 : p.prepare - p.read - p.latestRev
   const verify = p.read === 0 ? 0 : p.read - p.getRepo - (p.latestRev === 0 ? p.resolve : 0)
+  const commandsMs = [...r.probe.commands.values()].reduce((a, c) => a + c.ms, 0)
+  const batches = r.probe.batches.length ? `${r.probe.batches.length} (${[...new Set(r.probe.batches)].join('/')})` : '0'
   const top = [...r.probe.commands].sort((a, b) => b[1].ms - a[1].ms).slice(0, 5).map(([n, c]) => `${n} ${c.count}x ${c.ms.toFixed(0)} ms${c.docs ? ` (${c.docs} docs)` : ''}`)
-  return [`${r.name}, c=${r.concurrency}`, ...[r.ms, p.resolve, p.latestCommit, p.getRepo, verify, mongo].map((v) => v.toFixed(0)), String(docsWritten(r.probe)), top.join(', ')]
+  return [
+    `${r.name}, c=${r.concurrency}`,
+    ...[r.ms, p.resolve, p.latestCommit, p.getRepo, verify, inPrepare + p.applyMany, inPrepare, p.applyMany].map((v) => v.toFixed(0)),
+    batches,
+    commandsMs.toFixed(0),
+    String(docsWritten(r.probe)),
+    top.join(', '),
+  ]
 })
 const run2Failed = problems.some((p) => p.startsWith('run 2'))
 const out = [
-  `backfill: ${REPOS} repos x ${MOODS} moods, concurrency ${CONCURRENCY}, ${ROUNDS} rounds (median; ratios per round), started ${started.toISOString()}`,
+  `backfill: ${REPOS} repos x ${MOODS} moods, concurrency ${CONCURRENCY}, batches of up to ${BATCH} repos, ${ROUNDS} rounds (median; ratios per round), started ${started.toISOString()}`,
   `repo CARs: ${mb(carBytes)} MB in all, ${(carBytes / REPOS / 1024).toFixed(1)} KiB a repo; PDS + PLC in this process (dev-env)`,
   `MongoDB: ${process.env.MONGODB_URI ? 'MONGODB_URI' : 'FerretDB (SQLite backend, test rig)'}; machine: ${machineNote()}`,
   '',
@@ -259,9 +289,10 @@ const out = [
     ['run 2 writes (applied; documents changed)', run2Failed ? 'some' : '0', run2Failed ? 'MISSED' : 'met'],
   ]),
   '',
-  'Where the time goes (round 1 and the sweep): per-repo latencies summed over the repos, ms; at c=1 they add up to the wall time.',
-  'verify = read - getRepo - resolve (CAR parse, CID and signature checks, MST walk, record decode); mongo = sync - read - latestRev.',
-  table(['run', 'wall', 'resolve', 'latestCommit', 'getRepo', 'verify', 'mongo', 'docs written', 'top MongoDB commands (count, summed ms)'], phaseRows),
+  'Where the time goes (round 1 and the sweep): per-repo latencies summed over the repos, plus the batch writes, ms; at c=1 they add up to the wall time.',
+  'verify = read - getRepo - resolve (CAR parse, CID and signature checks, MST walk, record decode); mongo = in prepare + applyMany;',
+  'in prepare = prepare - read - latestRev (findOne repos; dequeue if unchanged); applyMany includes building the ops (lexicon checks); commands = driver-reported durations summed.',
+  table(['run', 'wall', 'resolve', 'latestCommit', 'getRepo', 'verify', 'mongo', 'in prepare', 'applyMany', 'batches (repos)', 'commands', 'docs written', 'top MongoDB commands (count, summed ms)'], phaseRows),
   '',
   `process after the warm-up -> after all ${rows.length} runs (full GC): RSS ${mb(memBefore.rss)} -> ${mb(memAfter.rss)} MB, heap ${mb(memBefore.heapUsed)} -> ${mb(memAfter.heapUsed)} MB`,
   problems.length ? `CHECKS FAILED:\n${problems.map((p) => `- ${p}`).join('\n')}` : `checks: every run 1 inserted ${REPOS * MOODS}; run 2 changed 0 documents; the forced run found every record unchanged`,
