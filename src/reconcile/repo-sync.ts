@@ -106,9 +106,8 @@ export class RepoSync {
     const db = this.#store.db
     const moods = this.#store.moods
     const dids = snapshots.map((s) => s.did)
-    const known = await moods.collection
-      .find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $exists: true } }, { projection: { 'atproto.did': 1, 'atproto.rkey': 1, 'atproto.hidden': 1, deleted: 1 } })
-      .toArray()
+    // Whole documents: the apply below plans from them instead of looking them up again.
+    const known = await moods.collection.find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $exists: true } }).toArray()
     const byDid = new Map<string, typeof known>()
     for (const doc of known) {
       const list = byDid.get(doc.atproto!.did!)
@@ -118,6 +117,7 @@ export class RepoSync {
     const users = await this.#users.resolve(dids)
     const forgotten = new Map((await db.collection<ForgottenDoc>(COLLECTIONS.forgotten).find({ _id: { $in: dids } }).toArray()).map((d) => [d._id, d.atUs]))
 
+    let restored = false
     const fresh: UpsertOp[] = []
     const again: MoodOp[] = []
     const rejected: QuarantineEntry[] = []
@@ -125,7 +125,10 @@ export class RepoSync {
       const docs = byDid.get(snapshot.did) ?? []
       const hidden = (doc: Pick<MoodDoc, 'atproto'>) => doc.atproto?.hidden !== undefined
       // The host served the repo, so the account is active: bring back what a status change hid.
-      if (docs.some(hidden)) await moods.restoreDid(snapshot.did)
+      if (docs.some(hidden)) {
+        await moods.restoreDid(snapshot.did)
+        restored = true
+      }
       const parsed = snapshotOps(snapshot, users.get(snapshot.did) ?? null, forgotten.get(snapshot.did))
       rejected.push(...parsed.rejected)
       // Records MongoDB has never seen go down the insert-first path; the rest skip it.
@@ -140,7 +143,9 @@ export class RepoSync {
       done.bytes += snapshot.bytes
     }
     for (let i = 0; i < fresh.length; i += APPLY_CHUNK) addApplyResult(done.applied, await moods.apply(fresh.slice(i, i + APPLY_CHUNK)))
-    for (let i = 0; i < again.length; i += APPLY_CHUNK) addApplyResult(done.applied, await moods.apply(again.slice(i, i + APPLY_CHUNK), { insertFirst: false }))
+    // After a restore the documents as read are stale: then apply looks them up itself.
+    const hint = restored ? {} : { known }
+    for (let i = 0; i < again.length; i += APPLY_CHUNK) addApplyResult(done.applied, await moods.apply(again.slice(i, i + APPLY_CHUNK), { insertFirst: false, ...hint }))
     await this.#store.quarantine.add(rejected)
     done.quarantined = rejected.length
 

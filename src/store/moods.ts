@@ -103,13 +103,15 @@ export class MoodStore {
    * Applies a batch idempotently. Ops for the same record collapse to the newest; a write that
    * loses a race with another writer (guard miss, duplicate key) makes the batch recompute.
    */
-  async apply(ops: readonly MoodOp[], opts: { insertFirst?: boolean } = {}): Promise<ApplyResult> {
+  async apply(ops: readonly MoodOp[], opts: { insertFirst?: boolean; known?: readonly MoodDoc[] } = {}): Promise<ApplyResult> {
     const latest = collapse(ops)
     // A caller that knows the records exist (a repo read again) skips the doomed insert.
     const inserted = opts.insertFirst === false ? { ops: new Set<MoodOp>(), all: false, amid: 0 } : await this.#insertNew(latest)
     const rest = inserted.all ? [] : latest.filter((op) => !inserted.ops.has(op))
     for (let attempt = 1; ; attempt++) {
-      const plan = await this.#plan(rest)
+      // A caller that just read the documents (a repo read) saves the lookup, once: a retry
+      // after a lost race always reads afresh.
+      const plan = await this.#plan(rest, attempt === 1 ? opts.known : undefined)
       plan.result.inserted += inserted.ops.size + inserted.amid
       // Inserted amid refusals, those were then read back as they are: unchanged, by the plan.
       plan.result.unchanged -= inserted.amid
@@ -147,13 +149,13 @@ export class MoodStore {
     }
   }
 
-  async #plan(ops: readonly MoodOp[]) {
+  async #plan(ops: readonly MoodOp[], known?: readonly MoodDoc[]) {
     const result: ApplyResult = { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0, confirmed: 0, pending: 0 }
     const writes: AnyBulkWriteOperation<MoodDoc>[] = []
     let updates = 0
     if (ops.length === 0) return { result, writes, updates }
 
-    const existing = await this.#findExisting(ops)
+    const existing = known ? byKey(known) : await this.#findExisting(ops)
     const refTargets = await this.#findRefTargets(ops.filter((op) => op.kind === 'upsert' && !existing.has(keyOf(op))) as UpsertOp[])
     // Two records naming the same document (a duplicate left by an interrupted migration):
     // the first in the batch (in a repo read, the oldest TID) claims it; the others stay apart.
@@ -222,12 +224,7 @@ export class MoodStore {
     const dids = [...new Set(ops.map((op) => op.did))]
     const rkeys = [...new Set(ops.map((op) => op.rkey))]
     // A superset query ($in on each field) is cheaper than one $or clause per record.
-    const docs = await this.collection.find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $in: rkeys } }).toArray()
-    const byKey = new Map<string, MoodDoc>()
-    for (const doc of docs) {
-      if (doc.atproto?.did) byKey.set(`${doc.atproto.did}\u0000${doc.atproto.rkey}`, doc)
-    }
-    return byKey
+    return byKey(await this.collection.find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $in: rkeys } }).toArray())
   }
 
   async #findRefTargets(ops: readonly UpsertOp[]): Promise<Map<string, MoodDoc>> {
@@ -240,6 +237,14 @@ export class MoodStore {
 
 function newDoc(op: UpsertOp): MoodDoc {
   return { _id: new ObjectId(), user: op.user, mood: op.mood.mood, when: op.mood.when, atproto: { did: op.did, rkey: op.rkey, cid: op.cid, rev: op.rev } }
+}
+
+function byKey(docs: readonly MoodDoc[]): Map<string, MoodDoc> {
+  const map = new Map<string, MoodDoc>()
+  for (const doc of docs) {
+    if (doc.atproto?.did) map.set(`${doc.atproto.did}\u0000${doc.atproto.rkey}`, doc)
+  }
+  return map
 }
 
 function keyOf(op: { did: string; rkey: string }): string {
