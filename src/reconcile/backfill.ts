@@ -3,7 +3,9 @@ import type { ApplyResult } from '../store/moods.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
 import { RepoUnavailableError, type RepoSnapshot } from './repo-reader.ts'
+import type { RepoStateDoc } from '../store/collections.ts'
 import { addApplyResult, emptyApplyResult, type RepoSync } from './repo-sync.ts'
+import { RevChecker } from './revs.ts'
 
 export interface BackfillOptions {
   /** Repos read at once. */
@@ -38,6 +40,20 @@ export interface BackfillReport {
 const KEEP_FAILED = 20
 const BATCH_REPOS = 50
 const BATCH_RECORDS = 5000
+const CHUNK = 500
+
+/** Groups a (possibly lazy) sequence, without reading ahead more than one group. */
+async function* chunks<T>(items: AsyncIterable<T> | Iterable<T>, size: number): AsyncGenerator<T[]> {
+  let chunk: T[] = []
+  for await (const item of items) {
+    chunk.push(item)
+    if (chunk.length >= size) {
+      yield chunk
+      chunk = []
+    }
+  }
+  if (chunk.length > 0) yield chunk
+}
 
 /**
  * Reads repos whole, a bounded number at a time, and applies them in batches. One repo's failure is
@@ -84,22 +100,33 @@ export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Ite
     return flushing
   }
 
-  await forEachConcurrent(dids, opts.concurrency ?? 4, opts.signal, async (did) => {
-    try {
-      const prepared = await sync.prepare(did, { force: opts.force })
-      if (prepared.outcome === 'read') {
-        batch.push(prepared.snapshot)
-        batchRecords += prepared.snapshot.records.length
-        if (batch.length >= (opts.batchRepos ?? BATCH_REPOS) || batchRecords >= BATCH_RECORDS) await flush()
-      } else {
-        report.repos[prepared.outcome]++
-        report.records += prepared.records
+  // DIDs go in chunks: what was read of each chunk's repos before, and whether their revs
+  // moved, is asked for the chunk at once (one query; one listRepos per shared PDS).
+  const revs = new RevChecker(sync.reader)
+  for await (const chunk of chunks(dids, CHUNK)) {
+    const states = opts.force ? new Map<string, RepoStateDoc>() : await sync.states(chunk)
+    revs.prime(states.values())
+    const unchanged: string[] = []
+    await forEachConcurrent(chunk, opts.concurrency ?? 4, opts.signal, async (did) => {
+      try {
+        const prepared = await sync.prepare(did, { force: opts.force, state: states.get(did) ?? null, revs })
+        if (prepared.outcome === 'read') {
+          batch.push(prepared.snapshot)
+          batchRecords += prepared.snapshot.records.length
+          if (batch.length >= (opts.batchRepos ?? BATCH_REPOS) || batchRecords >= BATCH_RECORDS) await flush()
+        } else {
+          if (prepared.outcome === 'unchanged') unchanged.push(did)
+          report.repos[prepared.outcome]++
+          report.records += prepared.records
+        }
+      } catch (err) {
+        fail(did, err)
       }
-    } catch (err) {
-      fail(did, err)
-    }
-    progress?.update(counts())
-  })
+      progress?.update(counts())
+    })
+    await sync.dequeue(unchanged)
+    if (opts.signal?.aborted) break
+  }
   // What was read before an interruption is written too: the work done is kept.
   await flush()
   report.interrupted = opts.signal?.aborted ?? false

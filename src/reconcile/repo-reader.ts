@@ -78,11 +78,34 @@ export class RepoReader {
     this.#log = (opts.log ?? silentLogger).child({ component: 'repo-reader' })
   }
 
-  /** The repo's current revision (one small request). */
+  /** The repo's current revision (one small request), at the PDS its DID document names now. */
   async latestRev(did: string): Promise<string> {
-    const { pds } = await this.#identity(did)
+    return this.latestRevAt((await this.#identity(did)).pds, did)
+  }
+
+  /** The repo's current revision at a PDS already known (no DID resolution). */
+  async latestRevAt(pds: string, did: string): Promise<string> {
     const res = await this.#retry(did, () => this.#client(pds).call<{ rev: string }>('com.atproto.sync.getLatestCommit', { query: { did } }))
     return res.rev
+  }
+
+  /**
+   * Every repo a PDS hosts with its current rev, from `com.atproto.sync.listRepos` (1,000 a
+   * page, at most `maxPages`): one call answers "changed?" for a whole PDS of users.
+   */
+  async listRevs(pds: string, opts: { maxPages?: number } = {}): Promise<{ revs: Map<string, { rev: string; active: boolean }>; complete: boolean }> {
+    const revs = new Map<string, { rev: string; active: boolean }>()
+    const client = this.#client(pds)
+    let cursor: string | undefined
+    for (let page = 0; page < (opts.maxPages ?? 50); page++) {
+      const res = await this.#retry(pds, () => client.call<{ repos?: { did: string; rev: string; active?: boolean }[]; cursor?: string }>('com.atproto.sync.listRepos', { query: { limit: '1000', ...(cursor ? { cursor } : {}) } }))
+      const repos = res.repos ?? []
+      for (const repo of repos) if (typeof repo.did === 'string' && typeof repo.rev === 'string') revs.set(repo.did, { rev: repo.rev, active: repo.active !== false })
+      // A short page is the last (a PDS may still send a cursor with it).
+      cursor = repos.length >= 1000 ? res.cursor : undefined
+      if (!cursor) return { revs, complete: true }
+    }
+    return { revs, complete: false }
   }
 
   async read(did: string): Promise<RepoSnapshot> {

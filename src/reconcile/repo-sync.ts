@@ -6,6 +6,7 @@ import { MoodStore, type ApplyResult, type DeleteOp, type MoodOp, type UpsertOp 
 import type { QuarantineEntry } from '../store/quarantine.ts'
 import type { Store } from '../store/store.ts'
 import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
+import type { RevChecker } from './revs.ts'
 import { snapshotOps } from './subjects.ts'
 
 export interface RepoSyncResult {
@@ -51,13 +52,12 @@ export function addApplyResult(into: ApplyResult, more: ApplyResult): ApplyResul
  */
 export class RepoSync {
   readonly #store: Store
-  readonly #reader: RepoReader
   readonly #users: UserDirectory
   readonly #log: Logger
 
   constructor(opts: { store: Store; reader: RepoReader; log?: Logger }) {
     this.#store = opts.store
-    this.#reader = opts.reader
+    this.reader = opts.reader
     this.#users = new UserDirectory(opts.store.db, { ttlMs: 60_000 })
     this.#log = (opts.log ?? silentLogger).child({ component: 'repo-sync' })
   }
@@ -66,34 +66,44 @@ export class RepoSync {
     return this.#store.db.collection<RepoStateDoc>(COLLECTIONS.repos)
   }
 
+  readonly reader: RepoReader
+
   /** One repo, read and applied. */
   async sync(did: string, opts: { force?: boolean } = {}): Promise<RepoSyncResult> {
     const prepared = await this.prepare(did, opts)
+    if (prepared.outcome === 'unchanged') await this.dequeue([did])
     if (prepared.outcome !== 'read') return { did, outcome: prepared.outcome, records: prepared.records, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }
     const done = await this.applyMany([prepared.snapshot])
     return { did, outcome: 'synced', rev: prepared.snapshot.rev, ...done }
   }
 
+  /** What the last reads of these repos reached (one query for all). */
+  async states(dids: readonly string[]): Promise<Map<string, RepoStateDoc>> {
+    const docs = await this.#repos.find({ _id: { $in: [...dids] } }).toArray()
+    return new Map(docs.map((d) => [d._id, d]))
+  }
+
   /**
-   * The network part: skips a repo still at the rev last read, hides the moods of an account
-   * its host says is not active, else reads the repo (verified). Throws RepoUnavailableError
-   * for the other failures.
+   * The network part: skips a repo still at the rev last read (`state`, looked up when not
+   * given; `revs` answers for many repos at once), hides the moods of an account its host says
+   * is not active, else reads the repo (verified). Throws RepoUnavailableError for the other
+   * failures. An unchanged repo stays queued until the caller calls `dequeue`.
    */
-  async prepare(did: string, opts: { force?: boolean } = {}): Promise<Prepared> {
+  async prepare(did: string, opts: { force?: boolean; state?: RepoStateDoc | null; revs?: RevChecker } = {}): Promise<Prepared> {
     try {
       if (!opts.force) {
-        const known = await this.#repos.findOne({ _id: did })
-        if (known && (await this.#reader.latestRev(did)) === known.rev) {
-          await this.#dequeue([did])
-          return { did, outcome: 'unchanged', records: known.records }
+        const state = opts.state === undefined ? await this.#repos.findOne({ _id: did }) : opts.state
+        if (state) {
+          const current = opts.revs ? await opts.revs.revOf(state) : await this.reader.latestRev(did).catch(() => undefined)
+          if (current === state.rev) return { did, outcome: 'unchanged', records: state.records }
         }
       }
-      return { did, outcome: 'read', snapshot: await this.#reader.read(did) }
+      return { did, outcome: 'read', snapshot: await this.reader.read(did) }
     } catch (err) {
       if (!(err instanceof RepoUnavailableError) || !HIDE.has(err.kind)) throw err
       // The host says the account is not active: its moods leave the platform's reads until it is.
       const hidden = await this.#store.moods.hideDid(did, err.kind)
-      await this.#dequeue([did])
+      await this.dequeue([did])
       this.#log.info({ did, status: err.kind, moods: hidden }, 'repo not active: moods hidden')
       return { did, outcome: 'hidden', records: 0 }
     }
@@ -152,14 +162,16 @@ export class RepoSync {
     const syncedAt = new Date()
     await bulkWriteChunked(
       this.#repos,
-      snapshots.map((s) => ({ updateOne: { filter: { _id: s.did }, update: { $set: { rev: s.rev, via: s.via, records: s.records.length, syncedAt } }, upsert: true } })),
+      snapshots.map((s) => ({ updateOne: { filter: { _id: s.did }, update: { $set: { rev: s.rev, pds: s.pds, via: s.via, records: s.records.length, syncedAt } }, upsert: true } })),
     )
-    await this.#dequeue(dids)
+    await this.dequeue(dids)
     this.#log.debug({ repos: snapshots.length, records: done.records, ...done.applied }, 'repos applied')
     return done
   }
 
-  async #dequeue(dids: readonly string[]): Promise<void> {
+  /** Takes repos off the backfill queue (they are caught up). */
+  async dequeue(dids: readonly string[]): Promise<void> {
+    if (dids.length === 0) return
     await this.#store.db.collection<BackfillDoc>(COLLECTIONS.backfill).deleteMany({ _id: { $in: [...dids] } })
   }
 }

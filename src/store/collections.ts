@@ -118,6 +118,8 @@ export interface BackfillDoc {
 export interface RepoStateDoc {
   _id: string
   rev: string
+  /** The PDS that served it (from the DID document then): asked first whether the rev moved. */
+  pds?: string
   via: 'car' | 'listRecords'
   records: number
   syncedAt: Date

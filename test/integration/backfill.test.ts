@@ -7,6 +7,7 @@ import { MOOD_NSID } from '../../src/mood.ts'
 import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
 import { RepoReader, RepoUnavailableError } from '../../src/reconcile/repo-reader.ts'
 import { RepoSync } from '../../src/reconcile/repo-sync.ts'
+import { RevChecker } from '../../src/reconcile/revs.ts'
 import { discoverRepos } from '../../src/reconcile/targets.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
 import { Store } from '../../src/store/store.ts'
@@ -104,6 +105,26 @@ describe('backfill: moods loaded from the repos themselves', () => {
     expect(await snapshotDb()).toBe(before)
   })
 
+  it('asks a PDS that hosts many of the repos once (listRepos), at the PDS recorded, without resolving DIDs', async () => {
+    const calls: string[] = []
+    const counting: typeof fetch = (input, init) => {
+      calls.push(new URL(String(input)).pathname.split('/').pop()!)
+      return fetch(input, init)
+    }
+    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl), fetch: counting })
+    const sync = new RepoSync({ store, reader })
+    const states = await sync.states([carol.did, dave.did, 'did:plc:cccccccccccccccccccccccc'])
+    expect([...states.keys()].sort()).toEqual([carol.did, dave.did].sort())
+    expect(states.get(carol.did)!.pds).toBeDefined()
+    const revs = new RevChecker(reader, { minRepos: 2 })
+    revs.prime(states.values())
+    expect(await revs.revOf(states.get(carol.did)!)).toBe(states.get(carol.did)!.rev)
+    expect(await revs.revOf(states.get(dave.did)!)).toBe(states.get(dave.did)!.rev)
+    // A repo the PDS does not list (moved away, or gone) must be read to know.
+    expect(await revs.revOf({ ...states.get(dave.did)!, _id: 'did:plc:cccccccccccccccccccccccc' })).toBeUndefined()
+    expect(calls).toEqual(['com.atproto.sync.listRepos'])
+  })
+
   it('catches up with what happened while nothing listened: deletes, edits, new moods', async () => {
     const rkeys = (await moods().find({ 'atproto.did': carol.did }).sort({ 'atproto.rkey': 1 }).toArray()).map((d) => d.atproto!.rkey!)
     const gone = rkeys.slice(0, 3)
@@ -138,15 +159,18 @@ describe('backfill: moods loaded from the repos themselves', () => {
     for (const a of accounts) await post(a, 4)
     const dids = accounts.map((a) => a.did)
     const controller = new AbortController()
-    const { sync } = newSync()
-    async function* interrupted() {
-      yield dids[0]!
-      controller.abort() // SIGINT arrives while the first repo is in flight
-      yield dids[1]!
-      yield dids[2]!
+    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl) })
+    // SIGINT arrives while the first repo is being read.
+    class Interrupted extends RepoSync {
+      override async prepare(...args: Parameters<RepoSync['prepare']>) {
+        const prepared = await super.prepare(...args)
+        controller.abort()
+        return prepared
+      }
     }
-    const first = await backfill(sync, interrupted(), { concurrency: 1, signal: controller.signal })
+    const first = await backfill(new Interrupted({ store, reader }), dids, { concurrency: 1, signal: controller.signal })
     expect(first).toMatchObject({ interrupted: true, repos: { synced: 1, unchanged: 0, failed: 0 } })
+    const sync = new RepoSync({ store, reader })
     const second = await backfill(sync, dids, { concurrency: 2 })
     expect(second).toMatchObject({ interrupted: false, repos: { synced: 2, unchanged: 1, failed: 0 }, records: 12 })
     expect(await moods().countDocuments({ 'atproto.did': { $in: dids } })).toBe(12)
