@@ -101,7 +101,8 @@ async function timed<T>(phase: Phase, work: Promise<T>): Promise<T> {
 // The body is read inside the wrapper so that getRepo covers the PDS building and sending the
 // CAR; handing it on in a new Response costs one copy of the CAR.
 const timedFetch: typeof fetch = (input, init) =>
-  timed(String(input).includes('getLatestCommit') ? 'latestCommit' : 'getRepo', (async () => {
+  // latestCommit covers both ways of asking for revs: getLatestCommit per repo, listRepos per PDS.
+  timed(/getLatestCommit|listRepos/.test(String(input)) ? 'latestCommit' : 'getRepo', (async () => {
     const res = await fetch(input, init)
     return new Response(await res.arrayBuffer(), res)
   })())
@@ -112,7 +113,12 @@ function timedReader(): RepoReader {
   const resolve = idResolver.did.resolveAtprotoData.bind(idResolver.did)
   idResolver.did.resolveAtprotoData = (did, refresh) => timed('resolve', resolve(did, refresh))
   const reader = new RepoReader({ idResolver, fetch: timedFetch })
-  return { latestRev: (did: string) => timed('latestRev', reader.latestRev(did)), read: (did: string) => timed('read', reader.read(did)) } as RepoReader
+  return {
+    latestRev: (did: string) => timed('latestRev', reader.latestRev(did)),
+    latestRevAt: (pds: string, did: string) => timed('latestRev', reader.latestRevAt(pds, did)),
+    listRevs: (pds: string, opts?: { maxPages?: number }) => timed('latestRev', reader.listRevs(pds, opts)),
+    read: (did: string) => timed('read', reader.read(did)),
+  } as RepoReader
 }
 
 /** The reading half alone (resolve, download, verify, walk, decode). */
@@ -128,7 +134,7 @@ async function readOnly(concurrency: number): Promise<void> {
 
 /** The real RepoSync, its two halves timed: `backfill` calls `prepare` per repo and `applyMany` per batch. */
 class TimedSync extends RepoSync {
-  override prepare(did: string, opts?: { force?: boolean }) {
+  override prepare(did: string, opts?: Parameters<RepoSync['prepare']>[1]) {
     return timed('prepare', super.prepare(did, opts))
   }
   override applyMany(snapshots: readonly RepoSnapshot[]) {
