@@ -297,7 +297,7 @@ const out = [
   '',
   'Where the time goes (round 1 and the sweep): per-repo latencies summed over the repos, plus the batch writes, ms; at c=1 they add up to the wall time.',
   'verify = read - getRepo - resolve (CAR parse, CID and signature checks, MST walk, record decode); mongo = in prepare + applyMany;',
-  'in prepare = prepare - read - latestRev (findOne repos; dequeue if unchanged); applyMany includes building the ops (lexicon checks); commands = driver-reported durations summed.',
+  'in prepare = prepare - read - latestRev (waiting on a shared listRepos answer; the chunk find and the dequeue are outside prepare); applyMany includes building the ops (lexicon checks); commands = driver-reported durations summed.',
   table(['run', 'wall', 'resolve', 'latestCommit', 'getRepo', 'verify', 'mongo', 'in prepare', 'applyMany', 'batches (repos)', 'commands', 'docs written', 'top MongoDB commands (count, summed ms)'], phaseRows),
   '',
   `process after the warm-up -> after all ${rows.length} runs (full GC): RSS ${mb(memBefore.rss)} -> ${mb(memAfter.rss)} MB, heap ${mb(memBefore.heapUsed)} -> ${mb(memAfter.heapUsed)} MB`,
