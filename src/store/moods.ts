@@ -175,7 +175,7 @@ export class MoodStore {
         continue
       }
       if (op.kind === 'delete') {
-        if (!doc || (doc.deleted && doc.atproto?.hidden === undefined && !echo)) {
+        if (!doc || (doc.deleted && storedRev === op.rev && !echo)) {
           result.unchanged++
           continue
         }
