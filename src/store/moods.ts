@@ -264,7 +264,14 @@ function collapse(ops: readonly MoodOp[]): MoodOp[] {
 /** Matches the document only as it was read, so a concurrent change makes the write miss. */
 function guard(doc: MoodDoc): Filter<MoodDoc> {
   const rev = doc.atproto?.rev
-  return { _id: doc._id, 'atproto.rev': rev === undefined ? { $exists: false } : rev }
+  const version = doc.atproto?.version
+  // The writer's local changes (edit, delete) keep the rev but bump the version: without it an
+  // echo planned just before an edit would overwrite the edit, and the edit would never be sent.
+  return {
+    _id: doc._id,
+    'atproto.rev': rev === undefined ? { $exists: false } : rev,
+    'atproto.version': version === undefined ? { $exists: false } : version,
+  }
 }
 
 const CONFIRMED = { 'atproto.state': 'confirmed' as const }
