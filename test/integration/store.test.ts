@@ -58,16 +58,16 @@ describe('store', () => {
     const rev = '3kqqqqqqqqq22'
     const _id = new ObjectId()
     // A mood the writer wrote (version 1), whose echo the indexer has read but not yet written...
-    const written: MoodDoc = { _id, user: 'auth0|alice', mood: 'first draft', when: new Date('2025-01-02T03:04:05.678Z'), atproto: { did: DID_A, rkey, cid: 'bafy-first', rev, state: 'written', op: 'put', version: 1 } }
+    const written: MoodDoc = { _id, user: 'auth0|alice', mood: 'draft one', when: new Date('2025-01-02T03:04:05.678Z'), atproto: { did: DID_A, rkey, cid: 'bafy-first', rev, state: 'written', op: 'put', version: 1 } }
     await moods.collection.insertOne(written)
     // ...when the user edits it (same rev: nothing is on the network yet; version 2).
-    await moods.collection.updateOne({ _id }, { $set: { mood: 'second draft', 'atproto.cid': 'bafy-second', 'atproto.state': 'pending', 'atproto.version': 2 } })
-    const echo = upsert(rkey, rev, 'first draft', { cid: 'bafy-first' })
+    await moods.collection.updateOne({ _id }, { $set: { mood: 'draft two', 'atproto.cid': 'bafy-second', 'atproto.state': 'pending', 'atproto.version': 2 } })
+    const echo = upsert(rkey, rev, 'draft one', { cid: 'bafy-first' })
     // The echo as planned from the document read before the edit (the `known` hint stands for
     // that read): its guarded write must miss, and the replan sees the pending edit.
     const result = await moods.apply([echo], { insertFirst: false, known: [written] })
     expect(result).toMatchObject({ pending: 1, confirmed: 0 })
-    expect(await moods.collection.findOne({ _id })).toMatchObject({ mood: 'second draft', atproto: { cid: 'bafy-second', state: 'pending', version: 2 } })
+    expect(await moods.collection.findOne({ _id })).toMatchObject({ mood: 'draft two', atproto: { cid: 'bafy-second', state: 'pending', version: 2 } })
   })
 
   it('an update replaces the content; an older event never overwrites a newer state', async () => {
