@@ -1,7 +1,5 @@
-import { Writable } from 'node:stream'
 import { TID } from '@atproto/common-web'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { main } from '../../src/cli/main.ts'
 import { createIdResolver } from '../../src/ingest/service.ts'
 import { MOOD_NSID } from '../../src/mood.ts'
 import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
@@ -11,6 +9,7 @@ import { RevChecker } from '../../src/reconcile/revs.ts'
 import { discoverRepos } from '../../src/reconcile/targets.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
 import { Store } from '../../src/store/store.ts'
+import { cliRunner } from '../rig/cli.ts'
 import { CollectionDirectory } from '../rig/collection-directory.ts'
 import { useTestDb } from '../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
@@ -31,22 +30,8 @@ describe('backfill: moods loaded from the repos themselves', () => {
   const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
   const snapshotDb = async () => JSON.stringify(await moods().find().sort({ _id: 1 }).toArray())
 
-  const run = async (...argv: string[]) => {
-    let out = ''
-    let err = ''
-    const stdout = new Writable({ write: (c, _e, done) => ((out += c.toString()), done()) })
-    const stderr = new Writable({ write: (c, _e, done) => ((err += c.toString()), done()) })
-    const code = await main(argv, { stdout, stderr, env })
-    return { code, out, err }
-  }
-  const runJson = async (...argv: string[]): Promise<BackfillReport & { code: number }> => {
-    const res = await run(...argv, '--json')
-    try {
-      return { ...(JSON.parse(res.out) as BackfillReport), code: res.code }
-    } catch {
-      throw new Error(`not JSON (exit ${res.code}): ${res.out}\n${res.err}`)
-    }
-  }
+  const { run, json } = cliRunner(() => env)
+  const runJson = (...argv: string[]) => json<BackfillReport>(...argv)
   const post = async (who: TestAccount, count: number, extra: Record<string, unknown> = {}) => {
     const rkeys = Array.from({ length: count }, () => TID.nextStr())
     await who.agent.com.atproto.repo.applyWrites({

@@ -1,8 +1,6 @@
-import { Writable } from 'node:stream'
 import { TID } from '@atproto/common-web'
 import { ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { main } from '../../src/cli/main.ts'
 import { MOOD_NSID } from '../../src/mood.ts'
 import type { StatusReport } from '../../src/reconcile/status.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
@@ -15,6 +13,7 @@ import { RepoSync } from '../../src/reconcile/repo-sync.ts'
 import { Store } from '../../src/store/store.ts'
 import { RateBudget, WRITE_COST } from '../../src/writer/budget.ts'
 import { Writer } from '../../src/writer/writer.ts'
+import { cliRunner } from '../rig/cli.ts'
 import { useTestDb } from '../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
 import { compareWithRepos, inSync } from '../rig/repos.ts'
@@ -32,8 +31,6 @@ const LOST_LINK = [220, 221] // records written, but the document never learnt i
 const OTHER_CLIENT = 5 // moods posted from another ATProto app
 const NO_ACCOUNT_MOODS = 10
 
-type Run = { code: number; out: string; err: string }
-
 describe('status, dedupe, repair and migrate clean up the platform\'s real mess', () => {
   let network: TestNetwork
   let alice: TestAccount
@@ -41,22 +38,7 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
   const ids: ObjectId[] = []
   const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
 
-  const run = async (...argv: string[]): Promise<Run> => {
-    let out = ''
-    let err = ''
-    const stdout = new Writable({ write: (c, _e, done) => ((out += c.toString()), done()) })
-    const stderr = new Writable({ write: (c, _e, done) => ((err += c.toString()), done()) })
-    const code = await main(argv, { stdout, stderr, env })
-    return { code, out, err }
-  }
-  const json = async <T,>(...argv: string[]): Promise<T & { code: number }> => {
-    const res = await run(...argv, '--json')
-    try {
-      return { ...(JSON.parse(res.out) as T), code: res.code }
-    } catch {
-      throw new Error(`not JSON (exit ${res.code}): ${res.out}\n${res.err}`)
-    }
-  }
+  const { run, json } = cliRunner(() => env)
   const aliceStatus = async () => {
     const report = await json<StatusReport>('status')
     return { report, alice: report.subjects.find((s) => s.user === 'auth0|alice')!.counts, nobody: report.subjects.find((s) => s.user === 'auth0|nobody')!.counts }
