@@ -1,4 +1,5 @@
 import type { DeleteOp } from '../store/moods.ts'
+import { NoCredentialsError } from '../writer/sessions.ts'
 import type { DuplicateGroup } from './compare.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
@@ -16,10 +17,6 @@ export interface DedupeReport {
   moodsMarkedDeleted: number
   subjects: (Subject & { groups: DuplicateGroup[] })[]
   failures: Failures
-}
-
-class NoWriterError extends Error {
-  override name = 'NoCredentialsError'
 }
 
 /**
@@ -40,7 +37,7 @@ export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[]
     report.duplicates += drop.length
     report.subjects.push({ ...subject, groups })
     if (!opts.delete) return records.length
-    if (!ctx.writer || subject.user === null) throw new NoWriterError(`${subject.did} belongs to no platform user: moodsync has no credentials to delete its records`)
+    if (!ctx.writer || subject.user === null) throw new NoCredentialsError(`${subject.did} belongs to no platform user: moodsync has no credentials to delete its records`)
     const did = snapshot!.did
     const res = await ctx.writer.deleteRecords({ user: subject.user, did, rkeys: drop })
     report.deleted += res.deleted

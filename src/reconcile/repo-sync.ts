@@ -9,17 +9,6 @@ import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo
 import type { RevChecker } from './revs.ts'
 import { snapshotOps } from './subjects.ts'
 
-export interface RepoSyncResult {
-  did: string
-  /** `unchanged`: the repo is at the rev already read, nothing was done. `hidden`: the account is not active. */
-  outcome: 'synced' | 'unchanged' | 'hidden'
-  rev?: string
-  records: number
-  applied: ApplyResult
-  quarantined: number
-  bytes: number
-}
-
 /** A repo after the network part: read (to apply), or settled without a read. */
 export type Prepared = { did: string; outcome: 'unchanged' | 'hidden'; records: number } | { did: string; outcome: 'read'; snapshot: RepoSnapshot }
 
@@ -67,15 +56,6 @@ export class RepoSync {
   }
 
   readonly reader: RepoReader
-
-  /** One repo, read and applied. */
-  async sync(did: string, opts: { force?: boolean } = {}): Promise<RepoSyncResult> {
-    const prepared = await this.prepare(did, opts)
-    if (prepared.outcome === 'unchanged') await this.dequeue([did])
-    if (prepared.outcome !== 'read') return { did, outcome: prepared.outcome, records: prepared.records, applied: emptyApplyResult(), quarantined: 0, bytes: 0 }
-    const done = await this.applyMany([prepared.snapshot])
-    return { did, outcome: 'synced', rev: prepared.snapshot.rev, ...done }
-  }
 
   /** What the last reads of these repos reached (one query for all). */
   async states(dids: readonly string[]): Promise<Map<string, RepoStateDoc>> {
