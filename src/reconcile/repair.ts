@@ -1,6 +1,6 @@
 import type { ApplyResult, MoodOp } from '../store/moods.ts'
 import type { FlushResult } from '../writer/writer.ts'
-import type { SubjectDiff } from './compare.ts'
+import { countsOf, type SubjectDiff } from './compare.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type Inspection, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import { addApplyResult, emptyApplyResult } from './repo-sync.ts'
@@ -72,7 +72,7 @@ function planOf(diff: SubjectDiff): RepairPlan {
     push: diff.unmigrated.length,
     retry: diff.unconfirmed.length,
     confirm: diff.confirmable.length + diff.unrecorded.length,
-    duplicates: diff.duplicates.reduce((n, g) => n + g.drop.length, 0),
+    duplicates: countsOf(diff).duplicates,
   }
 }
 
