@@ -14,7 +14,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          globalSetup: ['test/rig/global-setup.ts'],
+          globalSetup: ['rig/global-setup.ts'],
           // Real servers on a loaded two-core machine: generous, and still a deadline.
           testTimeout: 120_000,
           hookTimeout: 120_000,

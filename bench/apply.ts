@@ -9,11 +9,11 @@
  * dropped afterwards; the cases alternate within each round and the table shows medians.
  */
 import { ObjectId, MongoClient, type AnyBulkWriteOperation, type Db } from 'mongodb'
-import { FerretDbServer } from '../test/rig/ferretdb.ts'
+import { FerretDbServer } from '../rig/ferretdb.ts'
 import type { MoodDoc } from '../src/store/collections.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { ensureIndexes } from '../src/store/indexes.ts'
-import { MoodStore, type ApplyResult, type UpsertOp } from '../src/store/moods.ts'
+import { MoodStore, type ApplyResult, type UpsertOp } from '../src/store/records.ts'
 import { fakeCommits, formatRate, median, formatRatio, log, machineNote, option, pairedRatio, rounds, summarise, table, verdict, type Contender, type Sample } from './lib-table.ts'
 
 const roundCount = option('rounds', 'BENCH_ROUNDS', 5)

@@ -21,7 +21,7 @@ import { realpathSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
-import { MOOD_NSID } from '../src/mood.ts'
+import { MOOD_NSID } from '../src/sync/mood.ts'
 import { option, tid } from './lib-table.ts'
 
 const MAX_BUFFERED = 1 << 20

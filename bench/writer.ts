@@ -5,13 +5,13 @@
 import { TID } from '@atproto/common-web'
 import { MongoClient } from 'mongodb'
 import { createLogger } from '../src/logger.ts'
-import { MOOD_NSID, toRecord } from '../src/mood.ts'
+import { MOOD_NSID, toRecord } from '../src/sync/mood.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { ensureIndexes } from '../src/store/indexes.ts'
 import { Writer } from '../src/writer/writer.ts'
-import { FerretDbServer } from '../test/rig/ferretdb.ts'
-import { TestNetwork, type TestAccount } from '../test/rig/network.ts'
-import { PdsProxy } from '../test/rig/pds-proxy.ts'
+import { FerretDbServer } from '../rig/ferretdb.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { PdsProxy } from '../rig/pds-proxy.ts'
 
 const N = Number(process.argv[2] ?? 2100)
 const USERS = Number(process.argv[3] ?? 10)

@@ -5,14 +5,14 @@
 import { parseArgs } from 'node:util'
 import { MongoClient } from 'mongodb'
 import { parseConfig } from '../src/config.ts'
-import { IngestService } from '../src/ingest/service.ts'
+import { App } from '../src/app/app.ts'
 import { createLogger } from '../src/logger.ts'
-import { MOOD_NSID } from '../src/mood.ts'
+import { MOOD_NSID } from '../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../src/store/collections.ts'
-import { FerretDbServer } from '../test/rig/ferretdb.ts'
-import { JetstreamServer } from '../test/rig/jetstream-server.ts'
-import { TestNetwork, type TestAccount } from '../test/rig/network.ts'
-import { waitFor } from '../test/rig/wait.ts'
+import { FerretDbServer } from '../rig/ferretdb.ts'
+import { JetstreamServer } from '../rig/jetstream-server.ts'
+import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { waitFor } from '../rig/wait.ts'
 
 const { values } = parseArgs({
   options: {
@@ -68,7 +68,7 @@ try {
     MOODSYNC_HTTP_PORT: values.once ? '0' : values.port,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   })
-  const service = new IngestService({ config, log: createLogger({ level: config.logLevel, destination: process.stderr }) })
+  const service = new App(config, { log: createLogger({ level: config.logLevel, destination: process.stderr }) }).ingestService()
   await service.start()
   teardown.push(() => service.destroy())
   await waitFor(() => service.source.stats.connected, { what: 'the indexer to connect' })

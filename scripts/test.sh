@@ -14,7 +14,7 @@ tsc -p tsconfig.json
 echo "== FerretDB test server (cached build)"
 if [ -z "${MONGODB_URI:-}" ]; then
   node --input-type=module -e "
-    const { buildFerretDb } = await import('./test/rig/ferretdb.ts')
+    const { buildFerretDb } = await import('./rig/ferretdb.ts')
     console.log(await buildFerretDb((line) => console.log(line)))"
 else
   echo "MONGODB_URI is set: the suite runs against that server"

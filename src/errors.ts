@@ -1,4 +1,8 @@
-/** Base class so callers can tell moodsync's own failures from anything else. */
+/**
+ * Every error moodsync raises derives from MoodsyncError, so callers can tell moodsync's own
+ * failures from anything else, and decide by class (never by name or message) what a failure
+ * is. Errors that wrap another keep it as `cause`.
+ */
 export class MoodsyncError extends Error {
   override name = 'MoodsyncError'
 }
@@ -18,12 +22,12 @@ export class StoreError extends MoodsyncError {
   override name = 'StoreError'
 }
 
-/** Generated lexicon code differs from what the lexicons produce. */
-export class StaleCodegenError extends MoodsyncError {
-  override name = 'StaleCodegenError'
-  readonly files: string[]
-  constructor(files: string[]) {
-    super(`generated lexicon code is stale (${files.join(', ')}): run "moodsync codegen" and commit the result`)
-    this.files = files
-  }
+/** moodsync holds no PDS password (or session) for the user it must write as. */
+export class NoCredentialsError extends MoodsyncError {
+  override name = 'NoCredentialsError'
+}
+
+/** The account is deactivated, taken down or suspended: nothing can be written to it now. */
+export class InactiveAccountError extends MoodsyncError {
+  override name = 'InactiveAccountError'
 }

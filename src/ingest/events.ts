@@ -1,3 +1,8 @@
+import type { RecordDelete, RecordWrite } from '../sync/collection.ts'
+
+export type { RecordDelete, RecordWrite } from '../sync/collection.ts'
+export { RAW_LIMIT, truncate } from '../sync/records.ts'
+
 /**
  * What every source yields, in stream order. `cursor` is the source's own position (Jetstream
  * `time_us`, firehose `seq`); resuming from an event's cursor replays that event and what
@@ -5,20 +10,7 @@
  */
 export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | ResyncEvent | SkipEvent
 
-export interface RecordWrite {
-  action: 'upsert'
-  rkey: string
-  cid: string
-  /** The record as the network sent it: unvalidated. */
-  record: unknown
-}
-
-export interface RecordDelete {
-  action: 'delete'
-  rkey: string
-}
-
-/** One repo commit's operations on our collection (Jetstream sends one op per event). */
+/** One repo commit's operations on the collections we index (Jetstream sends one op per event). */
 export interface CommitEvent {
   kind: 'commit'
   cursor: number
@@ -99,10 +91,4 @@ export interface SourceStats {
   disconnectedSince?: number
   reconnects: number
   framesReceived: number
-}
-
-export const RAW_LIMIT = 2048
-
-export function truncate(text: string, limit = RAW_LIMIT): string {
-  return text.length <= limit ? text : `${text.slice(0, limit)}…(${text.length} chars)`
 }

@@ -1,7 +1,7 @@
 import { decodeAll } from '@atproto/lex-cbor'
 import type { IdResolver } from '@atproto/identity'
 import { cborToLexRecord, readCar, readCarWithRoot, RepoVerificationError, verifyProofs } from '@atproto/repo'
-import { MOOD_NSID } from '../mood.ts'
+import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
 import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type Source, type SourceStats } from './events.ts'
@@ -10,6 +10,8 @@ import { websocketFeed } from './websocket-feed.ts'
 export interface FirehoseSourceOptions {
   /** A relay's or PDS's `com.atproto.sync.subscribeRepos` endpoint. */
   url: string
+  /** The NSIDs to keep (moods by default); commits touching none of them are skipped unread. */
+  collections?: readonly string[]
   /** Resolves each DID's signing key (cached); every kept commit is verified against it. */
   idResolver: IdResolver
   log?: Logger
@@ -23,7 +25,6 @@ interface RepoOp {
   cid?: { toString(): string } | null
 }
 
-const PREFIX = `${MOOD_NSID}/`
 /** The CID of an MST with no entries: the data root of every new repo. */
 const EMPTY_MST = 'bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm'
 
@@ -39,7 +40,7 @@ async function isEmptyRepo(blocks: unknown): Promise<boolean> {
 }
 
 /**
- * `subscribeRepos` frames to events. A commit's op paths say whether it touches our collection
+ * `subscribeRepos` frames to events. A commit's op paths say whether it touches our collections
  * before anything else is decoded, so the (large majority of) commits that do not are skipped
  * without reading their CAR; those that do are verified (signature and MST proofs) and only
  * then decoded.
@@ -49,10 +50,12 @@ export class FirehoseSource implements Source {
   readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
   readonly #opts: FirehoseSourceOptions
   readonly #log: Logger
+  readonly #collections: ReadonlySet<string>
 
   constructor(opts: FirehoseSourceOptions) {
     this.#opts = opts
-    this.#log = (opts.log ?? silentLogger).child({ source: 'firehose' })
+    this.#collections = new Set(opts.collections ?? [MOOD_NSID])
+    this.#log = (opts.log ?? silentLogger).child({ component: 'firehose' })
     this.id = `firehose:${opts.url}`
   }
 
@@ -126,28 +129,28 @@ export class FirehoseSource implements Source {
   }
 
   async #commit(seq: number, did: string, rev: string, ops: RepoOp[], blocks: unknown, emittedAt?: number): Promise<IngestEvent[]> {
-    const ours = ops.filter((op) => typeof op?.path === 'string' && op.path.startsWith(PREFIX))
+    const ours: { op: RepoOp; collection: string; rkey: string }[] = []
+    for (const op of ops) {
+      const slash = typeof op?.path === 'string' ? op.path.indexOf('/') : -1
+      if (slash < 0 || !this.#collections.has(op.path.slice(0, slash))) continue
+      ours.push({ op, collection: op.path.slice(0, slash), rkey: op.path.slice(slash + 1) })
+    }
     if (ours.length === 0) return [{ kind: 'skip', cursor: seq, emittedAt }]
     if (!(blocks instanceof Uint8Array)) return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame has no blocks' }]
 
-    const claims = ours.map((op) => ({
-      collection: MOOD_NSID,
-      rkey: op.path.slice(PREFIX.length),
-      cid: op.action === 'delete' ? null : ((op.cid ?? null) as never),
-    }))
+    const claims = ours.map(({ op, collection, rkey }) => ({ collection, rkey, cid: op.action === 'delete' ? null : ((op.cid ?? null) as never) }))
     try {
       await this.#verify(did, blocks, claims)
     } catch (err) {
-      return ours.map((op) => ({ kind: 'invalid' as const, cursor: seq, did, rkey: op.path.slice(PREFIX.length), reason: `commit verification failed: ${(err as Error).message}` }))
+      return ours.map(({ rkey }) => ({ kind: 'invalid' as const, cursor: seq, did, rkey, reason: `commit verification failed: ${(err as Error).message}` }))
     }
 
     const result: IngestEvent[] = []
     const writes: (RecordWrite | RecordDelete)[] = []
     let car: Awaited<ReturnType<typeof readCar>> | undefined
-    for (const op of ours) {
-      const rkey = op.path.slice(PREFIX.length)
+    for (const { op, collection, rkey } of ours) {
       if (op.action === 'delete') {
-        writes.push({ action: 'delete', rkey })
+        writes.push({ action: 'delete', collection, rkey })
         continue
       }
       if ((op.action !== 'create' && op.action !== 'update') || !op.cid) {
@@ -158,7 +161,7 @@ export class FirehoseSource implements Source {
         car ??= await readCar(blocks, { skipCidVerification: true })
         const bytes = car.blocks.get(op.cid as never)
         if (!bytes) throw new Error('record block missing from the commit')
-        writes.push({ action: 'upsert', rkey, cid: op.cid.toString(), record: cborToLexRecord(bytes) })
+        writes.push({ action: 'upsert', collection, rkey, cid: op.cid.toString(), record: cborToLexRecord(bytes) })
       } catch (err) {
         result.push({ kind: 'invalid', cursor: seq, did, rkey, cid: op.cid.toString(), reason: `record could not be decoded: ${(err as Error).message}` })
       }

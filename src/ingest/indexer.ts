@@ -1,19 +1,40 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
-import { TID } from '@atproto/common-web'
-import { COLLECTIONS, type ForgottenDoc } from '../store/collections.ts'
-import type { Store } from '../store/store.ts'
-import type { MoodOp } from '../store/moods.ts'
-import type { QuarantineEntry } from '../store/quarantine.ts'
+import type { BackfillQueue } from '../store/backfill-queue.ts'
+import type { CursorStore } from '../store/cursors.ts'
+import type { ForgottenStore } from '../store/forgotten.ts'
+import type { GapStore } from '../store/gaps.ts'
+import type { RecordOp } from '../store/ops.ts'
+import type { QuarantineEntry, QuarantineStore } from '../store/quarantine.ts'
+import type { RecordStore } from '../store/records.ts'
+import type { UserStore } from '../store/users.ts'
+import { accountAction } from '../sync/accounts.ts'
+import type { AnyCollection } from '../sync/collection.ts'
+import { moodCollection } from '../sync/mood.ts'
+import { isStoreOp, tidTimeUs, toStoreOp } from '../sync/records.ts'
 import { batches } from './batcher.ts'
-import { commitToOps } from './validate.ts'
 import type { AccountEvent, CommitEvent, IngestEvent, Source } from './events.ts'
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
-import { UserDirectory } from './users.ts'
+
+/**
+ * What the indexer needs of MongoDB, and nothing more: `Database` (src/store/) is one; a
+ * benchmark or unit test can pass an in-memory one (rig/memory-store.ts).
+ */
+export interface IndexerStore {
+  cursors: Pick<CursorStore, 'get' | 'save'>
+  quarantine: Pick<QuarantineStore, 'add'>
+  gaps: Pick<GapStore, 'record'>
+  backfill: Pick<BackfillQueue, 'add'>
+  users: Pick<UserStore, 'resolve' | 'invalidate'>
+  forgotten: Pick<ForgottenStore, 'since'>
+  records(collection: string): Pick<RecordStore<object>, 'apply' | 'hideDid' | 'restoreDid' | 'deleteDid'>
+}
 
 export interface IndexerOptions {
-  store: Store
+  store: IndexerStore
   source: Source
+  /** The record types to index (the source must follow the same); moods by default. */
+  collections?: readonly AnyCollection[]
   log?: Logger
   metrics?: IngestMetrics
   /** Largest batch applied at once. */
@@ -37,8 +58,6 @@ export interface IndexerState {
   storeFailingSince?: number
 }
 
-const HIDE_STATUSES = new Set(['deactivated', 'takendown', 'suspended'])
-
 /**
  * Follows a source and keeps `moods` equal to the repos: batches events, validates records,
  * applies them idempotently, and saves the cursor only after the batch it covers is durable.
@@ -50,13 +69,13 @@ export class Indexer {
   readonly metrics: IngestMetrics
   readonly #opts: IndexerOptions
   readonly #log: Logger
-  readonly #users: UserDirectory
+  readonly #collections: ReadonlyMap<string, AnyCollection>
 
   constructor(opts: IndexerOptions) {
     this.#opts = opts
     this.#log = (opts.log ?? silentLogger).child({ component: 'indexer' })
     this.metrics = opts.metrics ?? createIngestMetrics()
-    this.#users = new UserDirectory(opts.store.db)
+    this.#collections = new Map((opts.collections ?? [moodCollection]).map((def) => [def.nsid, def]))
   }
 
   /** Runs until `signal` aborts; then flushes the cursor and resolves. */
@@ -95,7 +114,7 @@ export class Indexer {
     // On shutdown, one try: if MongoDB is down the cursor stays behind, which only means replay.
     const saved = final
       ? await save().catch((err) => {
-          this.#log.warn({ err: (err as Error).message }, 'could not save the cursor on shutdown')
+          this.#log.warn({ err }, 'could not save the cursor on shutdown')
           return false
         })
       : (await this.#withStoreRetry(save, signal)) === true
@@ -119,7 +138,7 @@ export class Indexer {
         this.metrics.storeErrors.inc()
         this.state.storeFailingSince ??= Date.now()
         const delay = backoff.next()
-        this.#log.error({ err: (err as Error).message, retryInMs: Math.round(delay) }, 'MongoDB write failed; reading paused, retrying')
+        this.#log.error({ err, retryInMs: Math.round(delay) }, 'MongoDB write failed; reading paused, retrying')
         await sleep(delay, signal)
         if (signal.aborted) return undefined
       }
@@ -131,14 +150,16 @@ export class Indexer {
     const { store, source } = this.#opts
     const quarantine: QuarantineEntry[] = []
     const dids = batch.filter((e): e is CommitEvent => e.kind === 'commit').map((e) => e.did)
-    const users = dids.length > 0 ? await this.#users.resolve(dids) : new Map<string, string | null>()
-    const forgotten = dids.length > 0 ? await forgottenSince(store, dids) : new Map<string, number>()
-    let ops: MoodOp[] = []
+    const users = dids.length > 0 ? await store.users.resolve(dids) : new Map<string, string | null>()
+    const forgotten = dids.length > 0 ? await store.forgotten.since(dids) : new Map<string, number>()
+    // Ops per MongoDB collection, applied together; account and gap events flush them first.
+    const ops = new Map<string, RecordOp<object>[]>()
     const flush = async () => {
-      if (ops.length === 0) return
-      const result = await store.moods.apply(ops)
-      for (const [name, n] of Object.entries(result)) if (n > 0) this.metrics.applied.inc({ result: name }, n)
-      ops = []
+      for (const [collection, pending] of ops) {
+        const result = await store.records(collection).apply(pending)
+        for (const [name, n] of Object.entries(result)) if (n > 0) this.metrics.applied.inc({ result: name }, n)
+      }
+      ops.clear()
     }
 
     // Counted per batch: a labelled counter update costs more than the event's own parse.
@@ -148,11 +169,17 @@ export class Indexer {
       switch (event.kind) {
         case 'commit': {
           const erasedAt = forgotten.get(event.did)
-          // A late echo of a write from before `forget` must not resurrect an erased mood.
-          if (erasedAt !== undefined && revTimeUs(event.rev) <= erasedAt) break
-          const checked = commitToOps(event, users.get(event.did) ?? null, source.id)
-          ops.push(...checked.ops)
-          quarantine.push(...checked.rejected)
+          // A late echo of a write from before `forget` must not resurrect an erased record.
+          if (erasedAt !== undefined && tidTimeUs(event.rev) <= erasedAt) break
+          const origin = { source: source.id, did: event.did, rev: event.rev, cursor: event.cursor }
+          for (const op of event.ops) {
+            const def = this.#collections.get(op.collection)
+            if (!def) continue
+            const result = toStoreOp(def, op, users.get(event.did) ?? null, origin)
+            if (!isStoreOp(result)) quarantine.push(result)
+            else if (ops.has(def.mongoCollection)) ops.get(def.mongoCollection)!.push(result)
+            else ops.set(def.mongoCollection, [result])
+          }
           break
         }
         case 'account':
@@ -161,7 +188,7 @@ export class Indexer {
           await this.#account(event)
           break
         case 'identity':
-          this.#users.invalidate(event.did)
+          store.users.invalidate(event.did)
           break
         case 'invalid':
           quarantine.push({ source: source.id, reason: event.reason, did: event.did, rkey: event.rkey, cid: event.cid, cursor: event.cursor, raw: event.raw })
@@ -176,7 +203,7 @@ export class Indexer {
         }
         case 'resync':
           // Routine on a relay (reactivations, repairs): that repo alone is read again.
-          await store.gaps.queueBackfill([event.did], event.reason)
+          await store.backfill.add([event.did], event.reason)
           this.metrics.resyncs.inc()
           this.#log.warn({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
           break
@@ -202,38 +229,18 @@ export class Indexer {
     return true
   }
 
+  /** Every collection's records of the DID follow the account's status. */
   async #account(event: AccountEvent): Promise<void> {
-    const moods = this.#opts.store.moods
-    let action: string
+    const action = accountAction(event.active, event.status)
     let changed = 0
-    if (event.active) {
-      action = 'restore'
-      changed = await moods.restoreDid(event.did)
-    } else if (event.status === 'deleted') {
-      action = 'delete'
-      changed = await moods.deleteDid(event.did)
-    } else if (event.status !== undefined && HIDE_STATUSES.has(event.status)) {
-      action = 'hide'
-      changed = await moods.hideDid(event.did, event.status)
-    } else {
-      action = 'ignore'
+    for (const def of this.#collections.values()) {
+      const records = this.#opts.store.records(def.mongoCollection)
+      if (action === 'restore') changed += await records.restoreDid(event.did)
+      else if (action === 'delete') changed += await records.deleteDid(event.did)
+      else if (action === 'hide') changed += await records.hideDid(event.did, event.status!)
     }
     this.metrics.accounts.inc({ action })
-    this.#log.info({ did: event.did, active: event.active, status: event.status, action, moods: changed }, 'account status')
-  }
-}
-
-async function forgottenSince(store: Store, dids: readonly string[]): Promise<Map<string, number>> {
-  const docs = await store.db.collection<ForgottenDoc>(COLLECTIONS.forgotten).find({ _id: { $in: [...new Set(dids)] } }).toArray()
-  return new Map(docs.map((d) => [d._id, d.atUs]))
-}
-
-/** A rev is a TID: its timestamp says when the commit was made (microseconds). */
-function revTimeUs(rev: string): number {
-  try {
-    return TID.fromStr(rev).timestamp()
-  } catch {
-    return Number.POSITIVE_INFINITY
+    this.#log.info({ did: event.did, active: event.active, status: event.status, action, records: changed }, 'account status')
   }
 }
 

@@ -1,4 +1,4 @@
-import { MOOD_NSID } from '../mood.ts'
+import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
 import { truncate, type IngestEvent, type Source, type SourceStats } from './events.ts'
@@ -7,6 +7,8 @@ import { websocketFeed } from './websocket-feed.ts'
 export interface JetstreamSourceOptions {
   /** A Jetstream v1 `/subscribe` endpoint. */
   url: string
+  /** The NSIDs to follow (`wantedCollections`); the server filters, and so does the parser. Moods by default. */
+  collections?: readonly string[]
   log?: Logger
   /** How far back the server replays; an older cursor is clamped by it silently. */
   windowUs?: number
@@ -19,16 +21,18 @@ export interface JetstreamSourceOptions {
 /** Public instances keep about 36 hours; assume a little less to warn before it bites. */
 const DEFAULT_WINDOW_US = 24 * 3600 * 1_000_000
 
-/** Jetstream v1: JSON events, cursor = `time_us`, filtered to our collection by the server. */
+/** Jetstream v1: JSON events, cursor = `time_us`, filtered to our collections by the server. */
 export class JetstreamSource implements Source {
   readonly id: string
   readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
   readonly #opts: JetstreamSourceOptions
   readonly #log: Logger
+  readonly #collections: ReadonlySet<string>
 
   constructor(opts: JetstreamSourceOptions) {
     this.#opts = opts
-    this.#log = (opts.log ?? silentLogger).child({ source: 'jetstream' })
+    this.#collections = new Set(opts.collections ?? [MOOD_NSID])
+    this.#log = (opts.log ?? silentLogger).child({ component: 'jetstream' })
     this.id = `jetstream:${opts.url}`
   }
 
@@ -38,7 +42,7 @@ export class JetstreamSource implements Source {
     let gap: IngestEvent | undefined
     const url = () => {
       const u = new URL(this.#opts.url)
-      u.searchParams.set('wantedCollections', MOOD_NSID)
+      for (const nsid of this.#collections) u.searchParams.append('wantedCollections', nsid)
       if (cursor !== undefined) {
         const resumeAt = Math.max(0, cursor - (this.#opts.rewindUs ?? 0))
         u.searchParams.set('cursor', String(resumeAt))
@@ -56,17 +60,18 @@ export class JetstreamSource implements Source {
         yield gap
         gap = undefined
       }
-      const event = parseJetstreamEvent(message.data.toString('utf8'))
+      const event = parseJetstreamEvent(message.data.toString('utf8'), this.#collections)
       if (event.cursor !== undefined) cursor = event.cursor
       yield event
     }
   }
 }
 
+const MOODS_ONLY: ReadonlySet<string> = new Set([MOOD_NSID])
 const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$/
 
 /** One Jetstream v1 text frame to an event. Never throws: bad input becomes `invalid`. */
-export function parseJetstreamEvent(text: string): IngestEvent {
+export function parseJetstreamEvent(text: string, collections: ReadonlySet<string> = MOODS_ONLY): IngestEvent {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -95,17 +100,18 @@ export function parseJetstreamEvent(text: string): IngestEvent {
     case 'commit': {
       const c = ev.commit as Record<string, unknown> | undefined
       if (typeof c !== 'object' || c === null) return bad('commit event without a commit object')
-      if (c.collection !== MOOD_NSID) return { kind: 'skip', cursor, emittedAt }
+      const collection = c.collection
+      if (typeof collection !== 'string' || !collections.has(collection)) return { kind: 'skip', cursor, emittedAt }
       const rkey = c.rkey
       if (typeof rkey !== 'string' || rkey.length === 0) return bad('commit.rkey is missing')
       if (typeof c.rev !== 'string' || c.rev.length === 0) return bad('commit.rev is missing', { rkey })
       if (c.operation === 'delete') {
-        return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'delete', rkey }], emittedAt }
+        return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'delete', collection, rkey }], emittedAt }
       }
       if (c.operation !== 'create' && c.operation !== 'update') return bad(`unknown commit operation ${JSON.stringify(c.operation)}`, { rkey })
       if (typeof c.cid !== 'string' || c.cid.length === 0) return bad(`${c.operation} without a cid`, { rkey })
       if (c.record === undefined) return bad(`${c.operation} without a record`, { rkey })
-      return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'upsert', rkey, cid: c.cid, record: c.record }], emittedAt }
+      return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'upsert', collection, rkey, cid: c.cid, record: c.record }], emittedAt }
     }
     case 'account': {
       const a = ev.account as Record<string, unknown> | undefined

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from '../server/metrics.ts'
+import { Counter, Gauge, Histogram, Registry } from '../metrics.ts'
 
 /** The indexer's metrics, named once so tests and dashboards agree. */
 export function createIngestMetrics(registry = new Registry()) {
@@ -15,9 +15,6 @@ export function createIngestMetrics(registry = new Registry()) {
     lag: registry.add(new Gauge('moodsync_lag_seconds', 'Seconds between the network emitting the last applied event and its apply')),
     connected: registry.add(new Gauge('moodsync_connected', '1 while the source is connected')),
     cursor: registry.add(new Gauge('moodsync_cursor', 'Last saved cursor')),
-    outbox: registry.add(new Gauge('moodsync_outbox', 'Writer outbox by state: pending, failed, unconfirmed (written, no echo after 5 min)')),
-    backfillQueue: registry.add(new Gauge('moodsync_backfill_queue', 'Repos waiting to be read whole (gaps, #sync)')),
-    backfilled: registry.add(new Counter('moodsync_backfill_repos_total', 'Repos read whole by the background backfill, by outcome')),
     batchSize: registry.add(new Histogram('moodsync_batch_size', 'Events per applied batch', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000])),
     applySeconds: registry.add(
       new Histogram('moodsync_apply_seconds', 'Time to apply one batch to MongoDB', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),

@@ -1,11 +1,18 @@
+import { RepoUnavailableError, type RepoSnapshot } from '../atproto/repo-reader.ts'
 import { silentLogger, type Logger } from '../logger.ts'
-import type { ApplyResult } from '../store/moods.ts'
+import type { RepoStateDoc } from '../store/collections.ts'
+import { addApplyResult, emptyApplyResult, type ApplyResult } from '../store/ops.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
-import { RepoUnavailableError, type RepoSnapshot } from './repo-reader.ts'
-import type { RepoStateDoc } from '../store/collections.ts'
-import { addApplyResult, emptyApplyResult, type RepoSync } from './repo-sync.ts'
+import type { RepoSync } from './repo-sync.ts'
 import { RevChecker } from './revs.ts'
+
+/** One repo that could not be backfilled, and why. */
+export interface BackfillFailure {
+  did: string
+  kind: string
+  message: string
+}
 
 export interface BackfillOptions {
   /** Repos read at once. */
@@ -19,6 +26,8 @@ export interface BackfillOptions {
   batchRepos?: number
   /** Known up front for DID lists; absent for a discovery still listing. */
   total?: number
+  /** Called for every failed repo (the report keeps only the first few): the caller's retry hook. */
+  onFailure?: (failure: BackfillFailure) => void
   log?: Logger
 }
 
@@ -32,7 +41,7 @@ export interface BackfillReport {
   /** Failures by kind (`unreachable`, `verification`, `not-found`, `store`, ...). */
   failures: Record<string, number>
   /** The first failures in full, for the operator to look at. */
-  failed: { did: string; kind: string; message: string }[]
+  failed: BackfillFailure[]
   elapsedMs: number
   interrupted: boolean
 }
@@ -71,8 +80,10 @@ export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Ite
     const kind = err instanceof RepoUnavailableError ? err.kind : 'store'
     report.repos.failed++
     report.failures[kind] = (report.failures[kind] ?? 0) + 1
-    if (report.failed.length < KEEP_FAILED) report.failed.push({ did, kind, message: (err as Error).message })
-    log.warn({ did, kind, err: (err as Error).message }, 'repo backfill failed')
+    const failure = { did, kind, message: (err as Error).message }
+    if (report.failed.length < KEEP_FAILED) report.failed.push(failure)
+    opts.onFailure?.(failure)
+    log.warn({ did, kind, err }, 'repo backfill failed')
   }
 
   // Repos read are written together: one round of MongoDB queries per batch, not per repo.

@@ -1,5 +1,5 @@
 import type { MoodDoc } from '../store/collections.ts'
-import type { UpsertOp } from '../store/moods.ts'
+import type { UpsertOp } from '../store/ops.ts'
 
 /** Records sharing one `ref`: the one kept and the ones `dedupe --delete` removes. */
 export interface DuplicateGroup {
@@ -104,7 +104,7 @@ export function compareSubject(input: { did: string | null; user: string | null;
       continue
     }
     if (!doc) {
-      const target = op.mood.ref === undefined ? undefined : byId.get(op.mood.ref)
+      const target = op.ref === undefined ? undefined : byId.get(op.ref)
       // A document the record names but that never learnt its rkey (an interrupted write).
       if (target && target.atproto?.rkey === undefined && !target.deleted) {
         handled.add(target)
@@ -157,8 +157,8 @@ export function compareSubject(input: { did: string | null; user: string | null;
 function findDuplicates(records: readonly UpsertOp[], byId: ReadonlyMap<string, MoodDoc>): DuplicateGroup[] {
   const byRef = new Map<string, string[]>()
   for (const op of records) {
-    if (op.mood.ref === undefined) continue
-    byRef.set(op.mood.ref, [...(byRef.get(op.mood.ref) ?? []), op.rkey])
+    if (op.ref === undefined) continue
+    byRef.set(op.ref, [...(byRef.get(op.ref) ?? []), op.rkey])
   }
   const groups: DuplicateGroup[] = []
   for (const [ref, rkeys] of byRef) {
@@ -173,5 +173,5 @@ function findDuplicates(records: readonly UpsertOp[], byId: ReadonlyMap<string, 
 
 function sameContent(doc: MoodDoc, op: UpsertOp): boolean {
   const user = op.user ?? doc.user
-  return doc.mood === op.mood.mood && doc.when instanceof Date && doc.when.getTime() === op.mood.when.getTime() && doc.user === user
+  return doc.mood === op.fields.mood && doc.when instanceof Date && doc.when.getTime() === op.fields.when.getTime() && doc.user === user
 }

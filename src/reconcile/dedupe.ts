@@ -1,9 +1,9 @@
-import type { DeleteOp } from '../store/moods.ts'
-import { NoCredentialsError } from '../writer/sessions.ts'
+import type { DeleteOp } from '../store/records.ts'
+import { NoCredentialsError } from '../errors.ts'
 import type { DuplicateGroup } from './compare.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 export interface DedupeReport {
   deleteRequested: boolean

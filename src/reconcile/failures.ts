@@ -1,15 +1,17 @@
+import { MongoError } from 'mongodb'
+import { RepoUnavailableError } from '../atproto/repo-reader.ts'
+import { PdsError } from '../atproto/xrpc.ts'
+import { InactiveAccountError, NoCredentialsError, StoreError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
-import { RepoUnavailableError } from './repo-reader.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 /** A failure while handling one subject, by kind, so a run reports them and goes on. */
 export function failureKind(err: unknown): string {
   if (err instanceof RepoUnavailableError) return err.kind
-  const name = (err as Error)?.name
-  if (name === 'PdsError') return (err as { status?: number }).status === 429 ? 'rate-limited' : 'pds'
-  if (name === 'NoCredentialsError') return 'no-credentials'
-  if (name === 'InactiveAccountError') return 'inactive'
-  if (name === 'StoreError' || name?.startsWith('Mongo')) return 'store'
+  if (err instanceof PdsError) return err.status === 429 ? 'rate-limited' : 'pds'
+  if (err instanceof NoCredentialsError) return 'no-credentials'
+  if (err instanceof InactiveAccountError) return 'inactive'
+  if (err instanceof StoreError || err instanceof MongoError) return 'store'
   return 'error'
 }
 
@@ -27,7 +29,7 @@ export function addFailure(failures: Failures, subject: Subject, err: unknown, l
   const kind = failureKind(err)
   failures.byKind[kind] = (failures.byKind[kind] ?? 0) + 1
   if (failures.first.length < 20) failures.first.push({ ...subject, kind, message: (err as Error).message })
-  log.warn({ user: subject.user, did: subject.did, kind, err: (err as Error).message }, 'reconcile failed for a subject')
+  log.warn({ user: subject.user, did: subject.did, kind, err }, 'reconcile failed for a subject')
 }
 
 export function failureCount(failures: Failures): number {

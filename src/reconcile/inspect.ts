@@ -1,18 +1,21 @@
+import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from '../atproto/repo-reader.ts'
 import type { Logger } from '../logger.ts'
-import type { UpsertOp } from '../store/moods.ts'
-import type { Store } from '../store/store.ts'
+import type { Database } from '../store/database.ts'
+import type { UpsertOp } from '../store/ops.ts'
+import type { Subject } from '../store/users.ts'
+import { isInactive } from '../sync/accounts.ts'
+import { moodCollection } from '../sync/mood.ts'
+import { snapshotOps } from '../sync/records.ts'
 import type { Writer } from '../writer/writer.ts'
 import { compareSubject, type SubjectDiff } from './compare.ts'
 import { addFailure, type Failures } from './failures.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
-import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
 import type { RepoSync } from './repo-sync.ts'
-import { docsOf, forgottenAt, snapshotOps, type Subject } from './subjects.ts'
 
 /** What the reconcile commands share: MongoDB, the repo reader, and (for writes) the writer. */
 export interface ReconcileContext {
-  store: Store
+  store: Database
   reader: RepoReader
   sync: RepoSync
   writer?: Writer
@@ -30,31 +33,29 @@ export interface Inspection {
   inactive?: string
 }
 
-const INACTIVE = new Set(['deactivated', 'takendown', 'suspended'])
-
 /** Reads the subject's repo (verified) and documents, and compares them. */
 export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<Inspection> {
-  const db = ctx.store.db
+  const moods = ctx.store.moods
   if (subject.did === null) {
-    return { subject, records: [], diff: compareSubject({ ...subject, records: [], invalid: 0, docs: await docsOf(db, subject) }) }
+    return { subject, records: [], diff: compareSubject({ ...subject, records: [], invalid: 0, docs: await moods.ofSubject(subject) }) }
   }
   let snapshot: RepoSnapshot
   try {
     snapshot = await ctx.reader.read(subject.did)
   } catch (err) {
-    if (!(err instanceof RepoUnavailableError) || !INACTIVE.has(err.kind)) throw err
+    if (!(err instanceof RepoUnavailableError) || !isInactive(err.kind)) throw err
     // Nothing should show while the account is inactive: any visible mood is drift (to hide),
     // and nothing can be written to it until it is back.
-    const docs = (await docsOf(db, subject)).filter((doc) => doc.atproto?.rkey !== undefined)
+    const docs = (await moods.ofSubject(subject)).filter((doc) => doc.atproto?.rkey !== undefined)
     const diff = compareSubject({ ...subject, records: [], invalid: 0, docs })
     return { subject, records: [], inactive: err.kind, diff: { ...diff, unmigrated: [], unconfirmed: [] } }
   }
-  const { ops, rejected } = snapshotOps(snapshot, subject.user, await forgottenAt(db, subject.did))
+  const forgotten = (await ctx.store.forgotten.since([subject.did])).get(subject.did)
+  const { ops, rejected } = snapshotOps(moodCollection, snapshot, subject.user, forgotten)
   // Read after the repo: a mood posted in between then looks unconfirmed, never deleted.
-  const docs = await docsOf(db, subject)
+  const docs = await moods.ofSubject(subject)
   return { subject, snapshot, records: ops, diff: compareSubject({ ...subject, records: ops, invalid: rejected.length, docs }) }
 }
-
 export interface SubjectRunOptions {
   concurrency?: number
   signal?: AbortSignal

@@ -1,8 +1,9 @@
+import { InactiveAccountError } from '../errors.ts'
 import type { FlushResult } from '../writer/writer.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 export interface MigrateReport {
   dryRun: boolean
@@ -19,10 +20,6 @@ export interface MigrateReport {
   /** Users with moods but no ATProto account: nothing to migrate to. */
   noAccount: number
   failures: Failures
-}
-
-class InactiveAccountError extends Error {
-  override name = 'InactiveAccountError'
 }
 
 /**

@@ -1,11 +1,11 @@
-import type { ApplyResult, MoodOp } from '../store/moods.ts'
+import type { ApplyResult, MoodOp } from '../store/ops.ts'
 import type { FlushResult } from '../writer/writer.ts'
 import { countsOf, type SubjectDiff } from './compare.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type Inspection, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
-import { addApplyResult, emptyApplyResult } from './repo-sync.ts'
+import { addApplyResult, emptyApplyResult } from '../store/ops.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 /** What repair does, by action. */
 export interface RepairPlan {

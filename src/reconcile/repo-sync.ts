@@ -1,13 +1,13 @@
+import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from '../atproto/repo-reader.ts'
 import { silentLogger, type Logger } from '../logger.ts'
-import { UserDirectory } from '../ingest/users.ts'
-import { bulkWriteChunked } from '../store/bulk.ts'
-import { COLLECTIONS, type BackfillDoc, type ForgottenDoc, type MoodDoc, type RepoStateDoc } from '../store/collections.ts'
-import { MoodStore, type ApplyResult, type DeleteOp, type MoodOp, type UpsertOp } from '../store/moods.ts'
+import type { MoodDoc, RepoStateDoc } from '../store/collections.ts'
+import type { Database } from '../store/database.ts'
+import { addApplyResult, emptyApplyResult, type ApplyResult, type DeleteOp, type MoodOp, type UpsertOp } from '../store/ops.ts'
 import type { QuarantineEntry } from '../store/quarantine.ts'
-import type { Store } from '../store/store.ts'
-import { RepoUnavailableError, type RepoReader, type RepoSnapshot } from './repo-reader.ts'
+import { isInactive } from '../sync/accounts.ts'
+import { moodCollection } from '../sync/mood.ts'
+import { snapshotOps } from '../sync/records.ts'
 import type { RevChecker } from './revs.ts'
-import { snapshotOps } from './subjects.ts'
 
 /** A repo after the network part: read (to apply), or settled without a read. */
 export type Prepared = { did: string; outcome: 'unchanged' | 'hidden'; records: number } | { did: string; outcome: 'read'; snapshot: RepoSnapshot }
@@ -19,18 +19,8 @@ export interface AppliedSnapshots {
   bytes: number
 }
 
-const HIDE = new Set(['deactivated', 'takendown', 'suspended'])
 /** Ops per apply call: bounded so one huge repo does not become one huge MongoDB batch. */
 const APPLY_CHUNK = 1000
-
-export function emptyApplyResult(): ApplyResult {
-  return { inserted: 0, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0, confirmed: 0, pending: 0 }
-}
-
-export function addApplyResult(into: ApplyResult, more: ApplyResult): ApplyResult {
-  for (const key of Object.keys(into) as (keyof ApplyResult)[]) into[key] += more[key]
-  return into
-}
 
 /**
  * Brings repos' moods in MongoDB to the repos' current state, through the indexer's apply
@@ -40,27 +30,19 @@ export function addApplyResult(into: ApplyResult, more: ApplyResult): ApplyResul
  * writing (`applyMany`) are apart so a backfill writes many repos in one round of queries.
  */
 export class RepoSync {
-  readonly #store: Store
-  readonly #users: UserDirectory
+  readonly reader: RepoReader
+  readonly #store: Database
   readonly #log: Logger
 
-  constructor(opts: { store: Store; reader: RepoReader; log?: Logger }) {
+  constructor(opts: { store: Database; reader: RepoReader; log?: Logger }) {
     this.#store = opts.store
     this.reader = opts.reader
-    this.#users = new UserDirectory(opts.store.db, { ttlMs: 60_000 })
     this.#log = (opts.log ?? silentLogger).child({ component: 'repo-sync' })
   }
 
-  get #repos() {
-    return this.#store.db.collection<RepoStateDoc>(COLLECTIONS.repos)
-  }
-
-  readonly reader: RepoReader
-
   /** What the last reads of these repos reached (one query for all). */
   async states(dids: readonly string[]): Promise<Map<string, RepoStateDoc>> {
-    const docs = await this.#repos.find({ _id: { $in: [...dids] } }).toArray()
-    return new Map(docs.map((d) => [d._id, d]))
+    return this.#store.repos.many(dids)
   }
 
   /**
@@ -72,7 +54,7 @@ export class RepoSync {
   async prepare(did: string, opts: { force?: boolean; state?: RepoStateDoc | null; revs?: RevChecker } = {}): Promise<Prepared> {
     try {
       if (!opts.force) {
-        const state = opts.state === undefined ? await this.#repos.findOne({ _id: did }) : opts.state
+        const state = opts.state === undefined ? await this.#store.repos.get(did) : opts.state
         if (state) {
           const current = opts.revs ? await opts.revs.revOf(state) : await this.reader.latestRev(did).catch(() => undefined)
           if (current === state.rev) return { did, outcome: 'unchanged', records: state.records }
@@ -80,7 +62,7 @@ export class RepoSync {
       }
       return { did, outcome: 'read', snapshot: await this.reader.read(did) }
     } catch (err) {
-      if (!(err instanceof RepoUnavailableError) || !HIDE.has(err.kind)) throw err
+      if (!(err instanceof RepoUnavailableError) || !isInactive(err.kind)) throw err
       // The host says the account is not active: its moods leave the platform's reads until it is.
       const hidden = await this.#store.moods.hideDid(did, err.kind)
       await this.dequeue([did])
@@ -93,19 +75,18 @@ export class RepoSync {
   async applyMany(snapshots: readonly RepoSnapshot[]): Promise<AppliedSnapshots> {
     const done: AppliedSnapshots = { applied: emptyApplyResult(), records: 0, quarantined: 0, bytes: 0 }
     if (snapshots.length === 0) return done
-    const db = this.#store.db
     const moods = this.#store.moods
     const dids = snapshots.map((s) => s.did)
     // Whole documents: the apply below plans from them instead of looking them up again.
-    const known = await moods.collection.find({ 'atproto.did': { $in: dids }, 'atproto.rkey': { $exists: true } }).toArray()
+    const known = await moods.ofDids(dids)
     const byDid = new Map<string, typeof known>()
     for (const doc of known) {
       const list = byDid.get(doc.atproto!.did!)
       if (list) list.push(doc)
       else byDid.set(doc.atproto!.did!, [doc])
     }
-    const users = await this.#users.resolve(dids)
-    const forgotten = new Map((await db.collection<ForgottenDoc>(COLLECTIONS.forgotten).find({ _id: { $in: dids } }).toArray()).map((d) => [d._id, d.atUs]))
+    const users = await this.#store.users.resolve(dids)
+    const forgotten = await this.#store.forgotten.since(dids)
 
     let restored = false
     const fresh: UpsertOp[] = []
@@ -119,7 +100,7 @@ export class RepoSync {
         await moods.restoreDid(snapshot.did)
         restored = true
       }
-      const parsed = snapshotOps(snapshot, users.get(snapshot.did) ?? null, forgotten.get(snapshot.did))
+      const parsed = snapshotOps(moodCollection, snapshot, users.get(snapshot.did) ?? null, forgotten.get(snapshot.did))
       rejected.push(...parsed.rejected)
       // Records MongoDB has never seen go down the insert-first path; the rest skip it.
       const seen = new Set(docs.map((doc) => doc.atproto?.rkey))
@@ -139,11 +120,7 @@ export class RepoSync {
     await this.#store.quarantine.add(rejected)
     done.quarantined = rejected.length
 
-    const syncedAt = new Date()
-    await bulkWriteChunked(
-      this.#repos,
-      snapshots.map((s) => ({ updateOne: { filter: { _id: s.did }, update: { $set: { rev: s.rev, pds: s.pds, via: s.via, records: s.records.length, syncedAt } }, upsert: true } })),
-    )
+    await this.#store.repos.saveMany(snapshots.map((s) => ({ _id: s.did, rev: s.rev, pds: s.pds, via: s.via, records: s.records.length })))
     await this.dequeue(dids)
     this.#log.debug({ repos: snapshots.length, records: done.records, ...done.applied }, 'repos applied')
     return done
@@ -151,7 +128,6 @@ export class RepoSync {
 
   /** Takes repos off the backfill queue (they are caught up). */
   async dequeue(dids: readonly string[]): Promise<void> {
-    if (dids.length === 0) return
-    await this.#store.db.collection<BackfillDoc>(COLLECTIONS.backfill).deleteMany({ _id: { $in: [...dids] } })
+    await this.#store.backfill.remove(dids)
   }
 }

@@ -1,5 +1,5 @@
 import type { RepoStateDoc } from '../store/collections.ts'
-import type { RepoReader } from './repo-reader.ts'
+import type { RepoReader } from '../atproto/repo-reader.ts'
 
 /**
  * Answers "is this repo still at the rev we read?" for a whole run: a PDS many of the run's

@@ -1,7 +1,7 @@
 import type { FlushResult } from '../writer/writer.ts'
 import type { Writer } from '../writer/writer.ts'
 import { inspect, type ReconcileContext } from './inspect.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 /** Flushes the outbox (one user's part of it) until nothing due is left or nothing moves. */
 export async function flushOutbox(writer: Writer, user: string | undefined): Promise<FlushResult> {

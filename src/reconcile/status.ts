@@ -1,7 +1,7 @@
 import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
 import { emptyFailures, type Failures } from './failures.ts'
 import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
-import type { Subject } from './subjects.ts'
+import type { Subject } from '../store/users.ts'
 
 export interface SubjectStatus extends Subject {
   counts: StatusCounts

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { silentLogger, type Logger } from '../logger.ts'
-import type { Registry } from './metrics.ts'
+import type { Registry } from '../metrics.ts'
 
 export interface HealthReport {
   healthy: boolean

@@ -51,15 +51,25 @@ export interface AtprotoState {
   writtenAt?: Date
 }
 
-/** A document of the platform's `moods` collection (CONTRACT.md), as moodsync extends it. */
-export interface MoodDoc {
+/**
+ * A document of a record collection: the platform's own fields (`F`) beside who owns it, the
+ * platform's soft delete, and what moodsync keeps about its ATProto record.
+ */
+export type RecordDoc<F extends object> = {
   _id: ObjectId
   user: string | null
-  mood: string
-  when: Date
   deleted?: true
   atproto?: AtprotoState
+} & F
+
+/** What a mood says: the fields of the platform's `moods` documents that a record sets. */
+export interface MoodFields {
+  mood: string
+  when: Date
 }
+
+/** A document of the platform's `moods` collection (CONTRACT.md), as moodsync extends it. */
+export type MoodDoc = RecordDoc<MoodFields>
 
 export interface UserDoc {
   _id: string
@@ -131,4 +141,19 @@ export interface ForgottenDoc {
   user: string
   /** Microseconds since the epoch, comparable with a TID rev's timestamp. */
   atUs: number
+}
+
+/** A platform user's PDS password, sealed by the writer (AES-256-GCM). */
+export interface CredentialDoc {
+  _id: string
+  did: string
+  password: string
+  updatedAt: Date
+}
+
+/** A platform user's PDS session tokens, sealed by the writer. */
+export interface SessionDoc {
+  _id: string
+  tokens: string
+  updatedAt: Date
 }

@@ -43,6 +43,13 @@ export class RateBudget {
     return Math.max(0, blocked, wait(this.#hourly, HOUR), wait(this.#daily, DAY))
   }
 
+  /** The one gate every write passes: spends `points` now and answers 0, or answers the wait. */
+  take(did: string, points: number): number {
+    const wait = this.waitMs(did, points)
+    if (wait === 0) this.spend(did, points)
+    return wait
+  }
+
   spend(did: string, points: number): void {
     const entries = this.#spent.get(did) ?? []
     entries.push({ at: this.#now(), points })

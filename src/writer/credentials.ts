@@ -1,18 +1,10 @@
-import type { Db } from 'mongodb'
-import { COLLECTIONS, type UserDoc } from '../store/collections.ts'
+import { MoodsyncError } from '../errors.ts'
+import type { Database } from '../store/database.ts'
 import type { SecretBox } from './secret-box.ts'
 
 export interface Credential {
   did: string
   password: string
-}
-
-interface CredentialDoc {
-  _id: string
-  did: string
-  /** Sealed with SecretBox. */
-  password: string
-  updatedAt: Date
 }
 
 /**
@@ -21,28 +13,20 @@ interface CredentialDoc {
  * to the session manager; nothing here logs.
  */
 export class CredentialStore {
-  readonly #db: Db
+  readonly #store: Database
   readonly #box?: SecretBox
 
-  constructor(db: Db, box?: SecretBox) {
-    this.#db = db
+  constructor(store: Database, box?: SecretBox) {
+    this.#store = store
     this.#box = box
-  }
-
-  /** The user's DID, whether or not a password is known (null: no ATProto account). */
-  async didOf(user: string): Promise<string | null> {
-    const doc = await this.#db.collection<UserDoc>(COLLECTIONS.users).findOne({ _id: user }, { projection: { 'atproto.did': 1 } })
-    return typeof doc?.atproto?.did === 'string' ? doc.atproto.did : null
   }
 
   async get(user: string): Promise<Credential | null> {
     if (this.#box) {
-      const sealed = await this.#db.collection<CredentialDoc>(COLLECTIONS.credentials).findOne({ _id: user })
+      const sealed = await this.#store.credentials.sealed(user)
       if (sealed) return { did: sealed.did, password: this.#box.open(sealed.password) }
     }
-    const doc = await this.#db.collection<UserDoc>(COLLECTIONS.users).findOne({ _id: user }, { projection: { atproto: 1 } })
-    const { did, password } = doc?.atproto ?? {}
-    return typeof did === 'string' && typeof password === 'string' ? { did, password } : null
+    return this.#store.credentials.plain(user)
   }
 
   /**
@@ -51,21 +35,19 @@ export class CredentialStore {
    * password did not change are left alone.
    */
   async sealAll(): Promise<{ sealed: number; unchanged: number; withoutPassword: number }> {
-    if (!this.#box) throw new Error('sealing credentials needs MOODSYNC_SECRET')
+    if (!this.#box) throw new MoodsyncError('sealing credentials needs MOODSYNC_SECRET')
     const result = { sealed: 0, unchanged: 0, withoutPassword: 0 }
-    const target = this.#db.collection<CredentialDoc>(COLLECTIONS.credentials)
-    for await (const user of this.#db.collection<UserDoc>(COLLECTIONS.users).find({}, { projection: { atproto: 1 } })) {
-      const { did, password } = user.atproto ?? {}
-      if (typeof did !== 'string' || typeof password !== 'string') {
+    for await (const { user, did, password } of this.#store.credentials.allPlain()) {
+      if (did === undefined || password === undefined) {
         result.withoutPassword++
         continue
       }
-      const existing = await target.findOne({ _id: user._id })
+      const existing = await this.#store.credentials.sealed(user)
       if (existing && existing.did === did && this.#box.open(existing.password) === password) {
         result.unchanged++
         continue
       }
-      await target.updateOne({ _id: user._id }, { $set: { did, password: this.#box.seal(password), updatedAt: new Date() } }, { upsert: true })
+      await this.#store.credentials.putSealed(user, did, this.#box.seal(password))
       result.sealed++
     }
     return result

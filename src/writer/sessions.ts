@@ -1,8 +1,8 @@
-import type { Db } from 'mongodb'
 import { silentLogger, type Logger } from '../logger.ts'
-import { COLLECTIONS } from '../store/collections.ts'
+import { NoCredentialsError } from '../errors.ts'
+import type { SessionStore } from '../store/sessions.ts'
 import type { CredentialStore } from './credentials.ts'
-import { PdsError, type PdsClient } from './pds-client.ts'
+import { PdsError, type XrpcClient } from '../atproto/xrpc.ts'
 import type { SecretBox } from './secret-box.ts'
 
 interface Session {
@@ -11,16 +11,6 @@ interface Session {
   refreshJwt: string
 }
 
-interface SessionDoc {
-  _id: string
-  /** Sealed JSON of { accessJwt, refreshJwt }. */
-  tokens: string
-  updatedAt: Date
-}
-
-export class NoCredentialsError extends Error {
-  override name = 'NoCredentialsError'
-}
 
 /** Seconds left on a JWT, read from its payload (the PDS checks the signature, we only plan). */
 function secondsLeft(jwt: string): number {
@@ -40,16 +30,16 @@ function secondsLeft(jwt: string): number {
 export class SessionManager {
   /** createSession calls made by this process (each one costs the account a login). */
   logins = 0
-  readonly #db: Db
-  readonly #client: PdsClient
+  readonly #stored: SessionStore
+  readonly #client: XrpcClient
   readonly #credentials: CredentialStore
   readonly #box?: SecretBox
   readonly #log: Logger
   readonly #cache = new Map<string, Session>()
   readonly #pending = new Map<string, Promise<Session>>()
 
-  constructor(opts: { db: Db; client: PdsClient; credentials: CredentialStore; box?: SecretBox; log?: Logger }) {
-    this.#db = opts.db
+  constructor(opts: { sessions: SessionStore; client: XrpcClient; credentials: CredentialStore; box?: SecretBox; log?: Logger }) {
+    this.#stored = opts.sessions
     this.#client = opts.client
     this.#credentials = opts.credentials
     this.#box = opts.box
@@ -116,10 +106,10 @@ export class SessionManager {
 
   async #load(user: string): Promise<Session | undefined> {
     if (!this.#box) return undefined
-    const doc = await this.#db.collection<SessionDoc>(COLLECTIONS.sessions).findOne({ _id: user })
-    if (!doc) return undefined
+    const tokens = await this.#stored.get(user)
+    if (tokens === undefined) return undefined
     try {
-      return JSON.parse(this.#box.open(doc.tokens)) as Session
+      return JSON.parse(this.#box.open(tokens)) as Session
     } catch {
       return undefined
     }
@@ -128,8 +118,6 @@ export class SessionManager {
   async #store(user: string, session: Session): Promise<void> {
     this.#cache.set(user, session)
     if (!this.#box) return
-    await this.#db
-      .collection<SessionDoc>(COLLECTIONS.sessions)
-      .updateOne({ _id: user }, { $set: { tokens: this.#box.seal(JSON.stringify(session)), updatedAt: new Date() } }, { upsert: true })
+    await this.#stored.put(user, this.#box.seal(JSON.stringify(session)))
   }
 }

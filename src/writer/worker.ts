@@ -1,8 +1,9 @@
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
+import type { OutboxStats } from '../store/outbox.ts'
 import type { Writer } from './writer.ts'
 
-export type OutboxStats = Awaited<ReturnType<Writer['outboxStats']>>
+export type { OutboxStats } from '../store/outbox.ts'
 
 /**
  * Drains the outbox: writes every due pending change, then sleeps until the next one is due
@@ -13,7 +14,6 @@ export class RetryWorker {
   readonly #writer: Writer
   readonly #log: Logger
   readonly #idleMs: number
-
   readonly #onStats?: (stats: OutboxStats) => void
 
   constructor(writer: Writer, opts: { log?: Logger; idleMs?: number; onStats?: (stats: OutboxStats) => void } = {}) {
@@ -34,7 +34,7 @@ export class RetryWorker {
         const next = await this.#writer.nextDueInMs()
         await sleep(Math.min(next ?? this.#idleMs, this.#idleMs), signal)
       } catch (err) {
-        this.#log.error({ err: (err as Error).message }, 'outbox flush failed; retrying')
+        this.#log.error({ err }, 'outbox flush failed; retrying')
         await sleep(failures.next(), signal)
       }
     }

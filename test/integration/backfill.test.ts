@@ -1,21 +1,21 @@
 import { TID } from '@atproto/common-web'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createIdResolver } from '../../src/ingest/service.ts'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { createIdResolver } from '../../src/atproto/identity.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
-import { RepoReader, RepoUnavailableError } from '../../src/reconcile/repo-reader.ts'
+import { RepoReader, RepoUnavailableError } from '../../src/atproto/repo-reader.ts'
 import { RepoSync } from '../../src/reconcile/repo-sync.ts'
 import { RevChecker } from '../../src/reconcile/revs.ts'
 import { discoverRepos } from '../../src/reconcile/targets.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
 import { Store } from '../../src/store/store.ts'
-import { cliRunner } from '../rig/cli.ts'
-import { CollectionDirectory } from '../rig/collection-directory.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { startIngest } from '../rig/ingest.ts'
-import { compareWithRepos } from '../rig/repos.ts'
-import { waitFor } from '../rig/wait.ts'
+import { cliRunner } from '../../rig/cli.ts'
+import { CollectionDirectory } from '../../rig/collection-directory.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { startIngest } from '../../rig/ingest.ts'
+import { compareWithRepos } from '../../rig/repos.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('backfill')
 
@@ -41,7 +41,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
     return rkeys
   }
   const newSync = (opts: { fetch?: typeof globalThis.fetch; maxCarBytes?: number } = {}) => {
-    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl), ...opts })
+    const reader = new RepoReader({ collection: MOOD_NSID, idResolver: createIdResolver(network.plcUrl), ...opts })
     return { reader, sync: new RepoSync({ store, reader }) }
   }
 
@@ -96,7 +96,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
       calls.push(new URL(String(input)).pathname.split('/').pop()!)
       return fetch(input, init)
     }
-    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl), fetch: counting })
+    const reader = new RepoReader({ collection: MOOD_NSID, idResolver: createIdResolver(network.plcUrl), fetch: counting })
     const sync = new RepoSync({ store, reader })
     const states = await sync.states([carol.did, dave.did, 'did:plc:cccccccccccccccccccccccc'])
     expect([...states.keys()].sort()).toEqual([carol.did, dave.did].sort())
@@ -144,7 +144,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
     for (const a of accounts) await post(a, 4)
     const dids = accounts.map((a) => a.did)
     const controller = new AbortController()
-    const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl) })
+    const reader = new RepoReader({ collection: MOOD_NSID, idResolver: createIdResolver(network.plcUrl) })
     // SIGINT arrives while the first repo is being read.
     class Interrupted extends RepoSync {
       override async prepare(...args: Parameters<RepoSync['prepare']>) {
@@ -174,7 +174,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
   })
 
   it('drains the repos the indexer queued (gaps, #sync)', async () => {
-    await store.gaps.queueBackfill([carol.did, dave.did], 'test gap')
+    await store.backfill.add([carol.did, dave.did], 'test gap')
     const res = await runJson('backfill', '--queued')
     expect(res.repos.synced + res.repos.unchanged).toBe(2)
     expect(await t.db.collection(COLLECTIONS.backfill).countDocuments()).toBe(0)
@@ -184,7 +184,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
     const gina = await network.createAccount('gina')
     await post(gina, 3)
     const unresolvable = 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'
-    await store.gaps.queueBackfill([gina.did, unresolvable], 'gap in the stream')
+    await store.backfill.add([gina.did, unresolvable], 'gap in the stream')
     const service = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_AUTO_BACKFILL: 'on' })
     try {
       await waitFor(async () => (await moods().countDocuments({ 'atproto.did': gina.did })) === 3, { what: 'the queued repo to be read' })

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc, type QuarantineDoc } from '../../src/store/collections.ts'
-import type { IngestService } from '../../src/ingest/service.ts'
-import { startIngest } from '../rig/ingest.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { waitFor } from '../rig/wait.ts'
+import type { IngestService } from '../../src/app/service.ts'
+import { startIngest } from '../../rig/ingest.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_firehose')
 

@@ -1,14 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc, type QuarantineDoc } from '../../src/store/collections.ts'
 import { JetstreamSource } from '../../src/ingest/jetstream.ts'
-import type { IngestService } from '../../src/ingest/service.ts'
+import type { IngestService } from '../../src/app/service.ts'
 import { Backoff } from '../../src/retry.ts'
-import { startIngest } from '../rig/ingest.ts'
-import { JetstreamServer } from '../rig/jetstream-server.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { waitFor } from '../rig/wait.ts'
+import { startIngest } from '../../rig/ingest.ts'
+import { JetstreamServer } from '../../rig/jetstream-server.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_jetstream')
 

@@ -1,14 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
-import { startIngest } from '../rig/ingest.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { compareWithRepos, inSync } from '../rig/repos.ts'
-import { TcpProxy } from '../rig/tcp-proxy.ts'
-import { waitFor } from '../rig/wait.ts'
+import { startIngest } from '../../rig/ingest.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { compareWithRepos, inSync } from '../../rig/repos.ts'
+import { TcpProxy } from '../../rig/tcp-proxy.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_resilience')
 const CRASH_TRIALS = Number(process.env.MOODSYNC_CRASH_TRIALS ?? 5)

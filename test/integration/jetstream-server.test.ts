@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { JetstreamServer, type JetstreamAccountEvent, type JetstreamEvent } from '../rig/jetstream-server.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { waitFor } from '../rig/wait.ts'
+import { JetstreamServer, type JetstreamAccountEvent, type JetstreamEvent } from '../../rig/jetstream-server.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const MOOD = 'computer.aesthetic.mood'
 const POST = 'app.bsky.feed.post'

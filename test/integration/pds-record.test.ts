@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common-web'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MOOD_NSID, parseMood, toRecord } from '../../src/mood.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { MOOD_NSID, parseMood, toRecord } from '../../src/sync/mood.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 
 describe('a mood record on a real PDS', () => {
   let network: TestNetwork

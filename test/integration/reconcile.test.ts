@@ -1,22 +1,22 @@
 import { TID } from '@atproto/common-web'
 import { ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import type { StatusReport } from '../../src/reconcile/status.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
-import { createIdResolver } from '../../src/ingest/service.ts'
+import { createIdResolver } from '../../src/atproto/identity.ts'
 import { silentLogger } from '../../src/logger.ts'
 import { dedupe } from '../../src/reconcile/dedupe.ts'
-import { RepoReader } from '../../src/reconcile/repo-reader.ts'
+import { RepoReader } from '../../src/atproto/repo-reader.ts'
 import { RepoSync } from '../../src/reconcile/repo-sync.ts'
 import { Store } from '../../src/store/store.ts'
 import { RateBudget, WRITE_COST } from '../../src/writer/budget.ts'
 import { Writer } from '../../src/writer/writer.ts'
-import { cliRunner } from '../rig/cli.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { compareWithRepos, inSync } from '../rig/repos.ts'
+import { cliRunner } from '../../rig/cli.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { compareWithRepos, inSync } from '../../rig/repos.ts'
 
 const t = useTestDb('reconcile')
 const SECRET = 'reconcile-test-secret-0123456789abcdef'
@@ -154,7 +154,7 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
     const store = new Store({ mongodb: { uri: t.uri, db: t.name } })
     await store.start()
     try {
-      const reader = new RepoReader({ idResolver: createIdResolver(network.plcUrl) })
+      const reader = new RepoReader({ collection: MOOD_NSID, idResolver: createIdResolver(network.plcUrl) })
       const writer = new Writer(t.db, { pdsUrl: network.pdsUrl, secret: SECRET, budget: new RateBudget({ hourly: DUPLICATED * WRITE_COST.delete - 1 }) })
       const ctx = { store, reader, sync: new RepoSync({ store, reader }), writer, log: silentLogger }
       const rev = await repoRev()

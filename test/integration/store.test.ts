@@ -3,9 +3,9 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
 import { fillDids, migrateStorage } from '../../src/store/migrations.ts'
-import { MoodStore, type DeleteOp, type UpsertOp } from '../../src/store/moods.ts'
+import { MoodStore, type DeleteOp, type UpsertOp } from '../../src/store/records.ts'
 import { CursorStore } from '../../src/store/cursors.ts'
-import { useTestDb } from '../rig/mongo.ts'
+import { useTestDb } from '../../rig/mongo.ts'
 
 const t = useTestDb('store')
 const DID_A = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
@@ -17,7 +17,7 @@ const upsert = (rkey: string, rev: string, text: string, extra: Partial<UpsertOp
   rkey,
   rev,
   cid: `bafy-${rkey}-${rev}`,
-  mood: { mood: text, when: new Date('2025-01-02T03:04:05.678Z') },
+  fields: { mood: text, when: new Date('2025-01-02T03:04:05.678Z') },
   user: 'auth0|alice',
   ...extra,
 })
@@ -50,7 +50,7 @@ describe('store', () => {
       mood: 'first',
       atproto: { did: DID_A, rkey: '3kaaaaaaaaa22', cid: op.cid, rev: op.rev },
     })
-    expect(docs[0]!.when).toEqual(op.mood.when)
+    expect(docs[0]!.when).toEqual(op.fields.when)
   })
 
   it('an echo planned before a local edit never overwrites the edit', async () => {
@@ -117,7 +117,7 @@ describe('store', () => {
   it('a record whose ref names a document of the same user attaches to it instead of adding one', async () => {
     const _id = new ObjectId()
     await moods.collection.insertOne({ _id, user: 'auth0|alice', mood: 'written first', when: new Date('2025-05-05T05:05:05Z') })
-    const op = upsert('3kfffffffff22', '3kfffffffff22', 'written first', { mood: { mood: 'written first', when: new Date('2025-05-05T05:05:05Z'), ref: _id.toHexString() } })
+    const op = upsert('3kfffffffff22', '3kfffffffff22', 'written first', { fields: { mood: 'written first', when: new Date('2025-05-05T05:05:05Z') }, ref: _id.toHexString() })
     expect(await moods.apply([op])).toMatchObject({ attached: 1, inserted: 0 })
     expect(await moods.collection.findOne({ _id })).toMatchObject({ atproto: { did: DID_A, rkey: '3kfffffffff22', cid: op.cid } })
     expect(await moods.apply([op])).toMatchObject({ unchanged: 1 })
@@ -125,7 +125,7 @@ describe('store', () => {
     // Another user's document cannot be claimed through ref.
     const other = new ObjectId()
     await moods.collection.insertOne({ _id: other, user: 'auth0|bob', mood: 'bob', when: new Date() })
-    const hijack = upsert('3kggggggggg22', '3kggggggggg22', 'mine now', { mood: { mood: 'mine now', when: new Date(), ref: other.toHexString() } })
+    const hijack = upsert('3kggggggggg22', '3kggggggggg22', 'mine now', { fields: { mood: 'mine now', when: new Date() }, ref: other.toHexString() })
     expect(await moods.apply([hijack])).toMatchObject({ inserted: 1, attached: 0 })
     expect(await moods.collection.findOne({ _id: other })).toMatchObject({ mood: 'bob' })
   })

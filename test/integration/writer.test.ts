@@ -2,16 +2,16 @@ import { Writable } from 'node:stream'
 import { ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLogger } from '../../src/logger.ts'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
-import type { IngestService } from '../../src/ingest/service.ts'
+import type { IngestService } from '../../src/app/service.ts'
 import { StaleEditError, Writer } from '../../src/writer/writer.ts'
-import { startIngest } from '../rig/ingest.ts'
-import { useTestDb } from '../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
-import { PdsProxy } from '../rig/pds-proxy.ts'
-import { waitFor } from '../rig/wait.ts'
+import { startIngest } from '../../rig/ingest.ts'
+import { useTestDb } from '../../rig/mongo.ts'
+import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { PdsProxy } from '../../rig/pds-proxy.ts'
+import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('writer')
 const SECRET = 'writer-test-secret-0123456789abcdef'
@@ -192,7 +192,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     expect(await main(['post', '--user', 'auth0|alice'], { stdout, stderr: stdout, env })).toBe(2)
     expect(out).toMatch(/mood text is missing/)
 
-    const { syncStatus } = await import('../../src/writer/library.ts')
+    const { syncStatus } = await import('../../src/app/library.ts')
     const status = await syncStatus(t.db, { user: 'auth0|alice' })
     expect(status.total).toBe(status.confirmed + status.written + status.pending + status.failed + status.noAccount + status.notSynced)
     expect(status.failed).toBe(0)

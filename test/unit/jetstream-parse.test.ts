@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { parseJetstreamEvent } from '../../src/ingest/jetstream.ts'
-import { MOOD_NSID } from '../../src/mood.ts'
+import { MOOD_NSID } from '../../src/sync/mood.ts'
 
 const did = 'did:plc:abcdefghijklmnopqrstuvwx'
 const commit = (c: Record<string, unknown>) => JSON.stringify({ did, time_us: 1_725_911_162_329_308, kind: 'commit', commit: { rev: '3l3qo2vutsw2b', collection: MOOD_NSID, rkey: '3l3qo2vuowo2b', ...c } })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MOOD_NSID, parseMood, toRecord } from '../../src/mood.ts'
+import { MOOD_NSID, parseMood, toRecord } from '../../src/sync/mood.ts'
 
 const when = '2025-10-31T12:34:56.789Z'
 const rec = (fields: Record<string, unknown>) => ({ $type: MOOD_NSID, mood: 'feeling fine', when, ...fields })

@@ -5,7 +5,7 @@ import { forEachConcurrent } from '../../src/reconcile/pool.ts'
 import { formatDuration, formatProgress } from '../../src/reconcile/progress.ts'
 import { repairOps } from '../../src/reconcile/repair.ts'
 import type { MoodDoc } from '../../src/store/collections.ts'
-import type { UpsertOp } from '../../src/store/moods.ts'
+import type { UpsertOp } from '../../src/store/records.ts'
 
 const DID = 'did:plc:reconcileunit0000000000'
 const USER = 'auth0|unit'
@@ -13,7 +13,7 @@ const WHEN = new Date('2025-01-01T00:00:00.000Z')
 let tid = 0
 const nextRkey = () => `3kaaaaaaaa${(tid++).toString(32).padStart(3, 'a')}`
 
-const record = (rkey: string, mood: string, ref?: string, cid = `cid-${rkey}-${mood}`): UpsertOp => ({ kind: 'upsert', did: DID, rkey, rev: '3zzzzzzzzzz22', cid, mood: { mood, when: WHEN, ...(ref ? { ref } : {}) }, user: USER })
+const record = (rkey: string, mood: string, ref?: string, cid = `cid-${rkey}-${mood}`): UpsertOp => ({ kind: 'upsert', did: DID, rkey, rev: '3zzzzzzzzzz22', cid, fields: { mood, when: WHEN }, ...(ref ? { ref } : {}), user: USER })
 const doc = (mood: string, atproto?: MoodDoc['atproto'], extra: Partial<MoodDoc> = {}): MoodDoc => ({ _id: new ObjectId(), user: USER, mood, when: WHEN, ...(atproto ? { atproto } : {}), ...extra })
 
 describe('compareSubject', () => {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { backfill as runBackfill } from '../../reconcile/backfill.ts'
-import { didOfUser, didsOfAllUsers, discoverRepos, queuedDids } from '../../reconcile/targets.ts'
+import { discoverRepos } from '../../reconcile/targets.ts'
 import { UsageError, type Command } from '../command.ts'
 import { report } from '../output.ts'
 import { failureLine } from '../table.ts'
@@ -31,12 +31,12 @@ export const backfill: Command = {
     const concurrency = concurrencyOf(values.concurrency, 4)
 
     const result = await withReconcile(env, stderr, signal, async (ctx) => {
-      const db = ctx.store.db
+      const { users, backfill } = ctx.store
       let dids: string[] | AsyncIterable<string>
       if (values.did) dids = [...new Set(values.did)]
-      else if (values.user !== undefined) dids = [await didOfUser(db, values.user)]
-      else if (values['all-users']) dids = await didsOfAllUsers(db)
-      else if (values.queued) dids = await queuedDids(db)
+      else if (values.user !== undefined) dids = [await users.requireDid(values.user)]
+      else if (values['all-users']) dids = await users.allDids()
+      else if (values.queued) dids = (await backfill.list()).map((d) => d._id)
       else dids = discoverRepos(values.discover!, { signal })
       return runBackfill(ctx.sync, dids, { concurrency, force: values.force, signal, progress: stderr, total: Array.isArray(dids) ? dids.length : undefined, log: ctx.log })
     })

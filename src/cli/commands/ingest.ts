@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { DEFAULTS, parseConfig, type Config } from '../../config.ts'
 import { ConfigError } from '../../errors.ts'
 import { createLogger } from '../../logger.ts'
-import { IngestService } from '../../ingest/service.ts'
+import { App } from '../../app/app.ts'
 import type { Command } from '../command.ts'
 
 export const ingest: Command = {
@@ -26,7 +26,7 @@ export const ingest: Command = {
       throw err
     }
     const log = createLogger({ level: config.logLevel })
-    const service = new IngestService({ config, log })
+    const service = new App(config, { log }).ingestService()
     await service.start()
     stderr.write(`moodsync ingest: ${service.source.id}; health ${service.ops.url}/healthz, metrics ${service.ops.url}/metrics\n`)
     await Promise.race([new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })), service.done])

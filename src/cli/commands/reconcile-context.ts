@@ -1,35 +1,24 @@
+import { App } from '../../app/app.ts'
 import { parseConfig, type Env } from '../../config.ts'
-import { createIdResolver } from '../../ingest/service.ts'
 import { createLogger } from '../../logger.ts'
 import type { ReconcileContext } from '../../reconcile/inspect.ts'
-import { RepoReader } from '../../reconcile/repo-reader.ts'
-import { RepoSync } from '../../reconcile/repo-sync.ts'
-import { allSubjects, subjectOf, type Subject } from '../../reconcile/subjects.ts'
-import { Store } from '../../store/store.ts'
-import { Writer } from '../../writer/writer.ts'
+import type { Subject } from '../../store/users.ts'
 import { UsageError } from '../command.ts'
 
 /**
- * Opens what the reconcile commands need for one run (MongoDB, the repo reader, the writer)
- * and closes it after, whatever happens. Logs go to stderr: stdout is the command's report.
+ * Opens the app for one reconcile run (MongoDB, the repo reader, the writer) and closes it
+ * after, whatever happens. Logs go to stderr: stdout is the command's report.
  */
 export async function withReconcile<T>(env: Env, stderr: NodeJS.WritableStream, signal: AbortSignal, work: (ctx: ReconcileContext) => Promise<T>): Promise<T> {
   const config = parseConfig(env)
-  const log = createLogger({ level: config.logLevel, destination: stderr as never })
-  const store = new Store({ mongodb: config.mongodb, logger: log })
-  await store.start()
-  try {
-    const reader = new RepoReader({ idResolver: createIdResolver(config.plcUrl), log, signal })
-    const ctx: ReconcileContext = { store, reader, sync: new RepoSync({ store, reader, log }), writer: new Writer(store.db, { pdsUrl: config.pdsUrl, secret: config.secret, log }), log }
-    return await work(ctx)
-  } finally {
-    await store.destroy()
-  }
+  await using app = new App(config, { log: createLogger({ level: config.logLevel, destination: stderr as never }), signal })
+  await app.start()
+  return await work(app.reconcile)
 }
 
 /** `--user SUB` names one subject; without it, everyone with moods on either side. */
 export async function subjectsFor(ctx: ReconcileContext, user: string | undefined): Promise<Subject[]> {
-  return user === undefined ? allSubjects(ctx.store.db) : [await subjectOf(ctx.store.db, user)]
+  return user === undefined ? ctx.store.users.allSubjects() : [await ctx.store.users.subjectOf(user)]
 }
 
 export function concurrencyOf(value: string | undefined, fallback: number): number {

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
+import { App } from '../../app/app.ts'
 import { parseConfig } from '../../config.ts'
 import { createLogger } from '../../logger.ts'
-import { Store } from '../../store/store.ts'
 import type { Command } from '../command.ts'
 import { report } from '../output.ts'
 
@@ -12,15 +12,11 @@ export const setup: Command = {
   async run({ argv, env, stdout }) {
     const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } })
     const config = parseConfig(env)
-    const store = new Store({ mongodb: config.mongodb, logger: createLogger({ level: config.logLevel, destination: process.stderr }) })
-    try {
-      const { fillDids: r } = await store.start()
-      report(stdout, values.json, { fillDids: r }, () =>
-        `indexes ready; legacy moods: ${r.filled} filled with their DID, ${r.noDid} whose user has no DID, ${r.conflicts} duplicate rkeys left for dedupe`,
-      )
-    } finally {
-      await store.destroy()
-    }
+    await using app = new App(config, { log: createLogger({ level: config.logLevel, destination: process.stderr }) })
+    const { fillDids: r } = await app.start()
+    report(stdout, values.json, { fillDids: r }, () =>
+      `indexes ready; legacy moods: ${r.filled} filled with their DID, ${r.noDid} whose user has no DID, ${r.conflicts} duplicate rkeys left for dedupe`,
+    )
     return 0
   },
 }

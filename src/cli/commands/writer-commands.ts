@@ -1,24 +1,19 @@
 import { parseArgs } from 'node:util'
+import { App } from '../../app/app.ts'
 import { parseConfig, requireSecret, type Env } from '../../config.ts'
 import { createLogger } from '../../logger.ts'
-import { Store } from '../../store/store.ts'
 import { CredentialStore } from '../../writer/credentials.ts'
 import { SecretBox } from '../../writer/secret-box.ts'
-import { Writer } from '../../writer/writer.ts'
+import type { Writer } from '../../writer/writer.ts'
 import { UsageError, type Command } from '../command.ts'
 import { report } from '../output.ts'
 
-/** Opens MongoDB and a Writer for one command, and closes them after. */
-async function withWriter<T>(env: Env, work: (writer: Writer, store: Store) => Promise<T>): Promise<T> {
+/** Opens the app for one command and closes it after. */
+async function withWriter<T>(env: Env, work: (writer: Writer, app: App) => Promise<T>): Promise<T> {
   const config = parseConfig(env)
-  const log = createLogger({ level: config.logLevel, destination: process.stderr })
-  const store = new Store({ mongodb: config.mongodb, logger: log })
-  await store.start()
-  try {
-    return await work(new Writer(store.db, { pdsUrl: config.pdsUrl, secret: config.secret, log }), store)
-  } finally {
-    await store.destroy()
-  }
+  await using app = new App(config, { log: createLogger({ level: config.logLevel, destination: process.stderr }) })
+  await app.start()
+  return await work(app.writer, app)
 }
 
 const userOption = { user: { type: 'string' as const }, json: { type: 'boolean' as const, default: false } }
@@ -76,7 +71,7 @@ export const sealCredentials: Command = {
   async run({ argv, env, stdout }) {
     const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } })
     const secret = requireSecret(parseConfig(env), 'seal credentials')
-    const result = await withWriter(env, (_writer, store) => new CredentialStore(store.db, new SecretBox(secret)).sealAll())
+    const result = await withWriter(env, (_writer, app) => new CredentialStore(app.store, new SecretBox(secret)).sealAll())
     report(stdout, values.json, result, () =>
       `sealed ${result.sealed} passwords (${result.unchanged} already sealed, ${result.withoutPassword} users without one); the plain-text users.atproto.password fields can now be removed`,
     )

@@ -1,6 +1,6 @@
 import type { Db } from 'mongodb'
-import { MOOD_NSID, parseMood } from '../../src/mood.ts'
-import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
+import { MOOD_NSID, parseMood } from '../src/sync/mood.ts'
+import { COLLECTIONS, type MoodDoc } from '../src/store/collections.ts'
 import type { TestAccount } from './network.ts'
 
 export interface Comparison {

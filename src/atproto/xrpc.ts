@@ -27,7 +27,7 @@ export class PdsError extends MoodsyncError {
   }
 }
 
-export interface PdsClientOptions {
+export interface XrpcClientOptions {
   url: string
   fetch?: typeof globalThis.fetch
   timeoutMs?: number
@@ -37,12 +37,12 @@ export interface PdsClientOptions {
  * XRPC over fetch, just what the writer and the repo reader need. It returns the rate-limit headers with every
  * answer, which the budget uses; credentials are sent in headers and never appear in errors.
  */
-export class PdsClient {
+export class XrpcClient {
   readonly url: string
   readonly #fetch: typeof globalThis.fetch
   readonly #timeoutMs: number
 
-  constructor(opts: PdsClientOptions) {
+  constructor(opts: XrpcClientOptions) {
     this.url = opts.url.replace(/\/+$/, '')
     this.#fetch = opts.fetch ?? globalThis.fetch
     this.#timeoutMs = opts.timeoutMs ?? 15_000

@@ -10,10 +10,10 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 const SOURCE_DIR = fileURLToPath(new URL('./ferretdb/', import.meta.url))
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const ROOT = fileURLToPath(new URL('../', import.meta.url))
 
 /**
- * Builds our FerretDB wrapper (test/rig/ferretdb, Go) once per source version and caches the
+ * Builds our FerretDB wrapper (rig/ferretdb, Go) once per source version and caches the
  * binary under .cache/ferretdb/<hash>/. Concurrent builders race harmlessly: each renames
  * its own complete binary into place.
  */

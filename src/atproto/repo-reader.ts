@@ -3,9 +3,8 @@ import { isCidForBytes, type Cid } from '@atproto/lex-data'
 import { cborToLexRecord, def, ensureV3Commit, MemoryBlockstore, MST, readCarWithRoot, verifyCommitSig, type Commit } from '@atproto/repo'
 import { MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
-import { MOOD_NSID } from '../mood.ts'
 import { Backoff, sleep } from '../retry.ts'
-import { PdsClient, PdsError } from '../writer/pds-client.ts'
+import { XrpcClient, PdsError } from './xrpc.ts'
 
 /** One record of our collection, as the repo holds it (not validated yet). */
 export interface RepoRecord {
@@ -43,6 +42,8 @@ export class RepoUnavailableError extends MoodsyncError {
 
 export interface RepoReaderOptions {
   idResolver: IdResolver
+  /** The collection whose records a read returns (the MST is walked from its prefix only). */
+  collection: string
   fetch?: typeof globalThis.fetch
   log?: Logger
   /** A CAR larger than this is not held in memory: the repo is listed with listRecords (default 256 MiB). */
@@ -52,7 +53,6 @@ export interface RepoReaderOptions {
   signal?: AbortSignal
 }
 
-const PREFIX = `${MOOD_NSID}/`
 const REPO_STATUS: Record<string, RepoFailureKind> = {
   RepoDeactivated: 'deactivated',
   RepoTakendown: 'takendown',
@@ -71,10 +71,12 @@ const MAX_RATE_WAIT_MS = 60_000
 export class RepoReader {
   readonly #opts: RepoReaderOptions
   readonly #log: Logger
-  readonly #clients = new Map<string, PdsClient>()
+  readonly #clients = new Map<string, XrpcClient>()
+  readonly #prefix: string
 
   constructor(opts: RepoReaderOptions) {
     this.#opts = opts
+    this.#prefix = `${opts.collection}/`
     this.#log = (opts.log ?? silentLogger).child({ component: 'repo-reader' })
   }
 
@@ -151,11 +153,11 @@ export class RepoReader {
     }
     const records: RepoRecord[] = []
     try {
-      for await (const leaf of data.walkLeavesFrom(PREFIX)) {
-        if (!leaf.key.startsWith(PREFIX)) break
+      for await (const leaf of data.walkLeavesFrom(this.#prefix)) {
+        if (!leaf.key.startsWith(this.#prefix)) break
         const bytes = await blocks.getBytes(leaf.value)
         if (!bytes) throw new Error(`missing record block ${leaf.value.toString()}`)
-        records.push({ rkey: leaf.key.slice(PREFIX.length), cid: leaf.value.toString(), value: decodeRecord(bytes) })
+        records.push({ rkey: leaf.key.slice(this.#prefix.length), cid: leaf.value.toString(), value: decodeRecord(bytes) })
       }
     } catch (err) {
       if (err instanceof BlockMismatchError) throw new RepoUnavailableError(did, 'verification', err.message, { cause: err })
@@ -174,7 +176,7 @@ export class RepoReader {
     do {
       const page = await this.#retry(did, () =>
         client.call<{ records: { uri: string; cid: string; value: unknown }[]; cursor?: string }>('com.atproto.repo.listRecords', {
-          query: { repo: did, collection: MOOD_NSID, limit: '100', ...(cursor ? { cursor } : {}) },
+          query: { repo: did, collection: this.#opts.collection, limit: '100', ...(cursor ? { cursor } : {}) },
         }),
       )
       for (const r of page.records) records.push({ rkey: r.uri.slice(r.uri.lastIndexOf('/') + 1), cid: r.cid, value: r.value })
@@ -193,10 +195,10 @@ export class RepoReader {
     }
   }
 
-  #client(pds: string): PdsClient {
+  #client(pds: string): XrpcClient {
     let client = this.#clients.get(pds)
     if (!client) {
-      client = new PdsClient({ url: pds, fetch: this.#opts.fetch, timeoutMs: 30_000 })
+      client = new XrpcClient({ url: pds, fetch: this.#opts.fetch, timeoutMs: 30_000 })
       this.#clients.set(pds, client)
     }
     return client

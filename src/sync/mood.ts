@@ -1,4 +1,6 @@
-import * as lexMood from './lexicon/computer/aesthetic/mood.ts'
+import * as lexMood from '../lexicon/computer/aesthetic/mood.ts'
+import { COLLECTIONS, type MoodFields } from '../store/collections.ts'
+import type { CollectionDefinition, Parsed } from './collection.ts'
 
 export const MOOD_NSID = lexMood.$nsid
 
@@ -10,7 +12,7 @@ export interface Mood {
   ref?: string
 }
 
-export type MoodParse = { ok: true; value: Mood } | { ok: false; reason: string }
+export type MoodParse = Parsed<Mood>
 
 /**
  * Takes any value from the network and returns a valid mood or the reason it is not one.
@@ -59,9 +61,11 @@ function describe(value: unknown): string {
   return typeof value
 }
 
-const TID = /^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$/
-
-/** The lexicon's record key is `tid`: 13 base32-sortable characters. */
-export function isTid(rkey: string): boolean {
-  return TID.test(rkey)
+/** `computer.aesthetic.mood` as the pipeline sees it: the first collection moodsync indexes. */
+export const moodCollection: CollectionDefinition<Mood, MoodFields> = {
+  nsid: MOOD_NSID,
+  mongoCollection: COLLECTIONS.moods,
+  parse: parseMood,
+  fields: (mood) => ({ mood: mood.mood, when: mood.when }),
+  ref: (mood) => mood.ref,
 }

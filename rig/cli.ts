@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import { main } from '../../src/cli/main.ts'
+import { main } from '../src/cli/main.ts'
 
 export interface CliRun {
   code: number

@@ -1,24 +1,23 @@
 import type { Db } from 'mongodb'
-import { COLLECTIONS, type MoodDoc } from '../store/collections.ts'
-import { RateBudget } from './budget.ts'
-import { Writer, type WriterOptions, type WriteResult } from './writer.ts'
+import { Database } from '../store/database.ts'
+import type { Writer, WriterOptions, WriteResult } from '../writer/writer.ts'
+import { createWriter } from './app.ts'
 
 /**
  * The functions the platform's serverless handlers call. They take a MongoDB handle and
  * options (never process.env) and never fail because the PDS is down: the mood is kept and
- * the retry worker writes it later. One budget per process, shared by every call.
+ * the retry worker writes it later. Warm invocations reuse one Writer per database and PDS,
+ * so its sessions and its view of each account's write budget carry over.
  */
-const budget = new RateBudget()
 const writers = new WeakMap<Db, Map<string, Writer>>()
 
 function writerFor(db: Db, opts: WriterOptions): Writer {
   const perDb = writers.get(db) ?? new Map<string, Writer>()
   writers.set(db, perDb)
-  // One Writer (and so one session cache) per PDS, reused across warm invocations.
   const key = `${opts.pdsUrl}\u0000${opts.secret === undefined ? '' : 'sealed'}`
   let writer = perDb.get(key)
   if (!writer) {
-    writer = new Writer(db, { budget, ...opts })
+    writer = createWriter(new Database(db), opts)
     perDb.set(key, writer)
   }
   return writer
@@ -55,10 +54,7 @@ export interface UserSyncStatus {
 
 /** A user's moods by outbox state, for the platform's UI or support tools. */
 export async function syncStatus(db: Db, input: { user: string; unconfirmedAfterMs?: number }): Promise<UserSyncStatus> {
-  const docs = await db
-    .collection<MoodDoc>(COLLECTIONS.moods)
-    .find({ user: input.user, deleted: { $ne: true } }, { projection: { 'atproto.state': 1, 'atproto.writtenAt': 1, 'atproto.rkey': 1 } })
-    .toArray()
+  const docs = await new Database(db).outbox.statesOf(input.user)
   const cutoff = Date.now() - (input.unconfirmedAfterMs ?? 5 * 60_000)
   const status: UserSyncStatus = { total: docs.length, confirmed: 0, written: 0, pending: 0, failed: 0, noAccount: 0, notSynced: 0, unconfirmed: 0 }
   for (const doc of docs) {

@@ -1,0 +1,40 @@
+import type { Db } from 'mongodb'
+import { COLLECTIONS, type CredentialDoc, type UserDoc } from './collections.ts'
+
+/**
+ * Where PDS passwords are: today's plain-text `users.atproto.password` (read, never rewritten)
+ * and moodsync's sealed copies. Values are returned as stored; sealing is the writer's.
+ */
+export class CredentialRecords {
+  readonly #db: Db
+  constructor(db: Db) {
+    this.#db = db
+  }
+
+  get #sealed() {
+    return this.#db.collection<CredentialDoc>(COLLECTIONS.credentials)
+  }
+
+  async sealed(user: string): Promise<CredentialDoc | null> {
+    return this.#sealed.findOne({ _id: user })
+  }
+
+  async putSealed(user: string, did: string, sealedPassword: string): Promise<void> {
+    await this.#sealed.updateOne({ _id: user }, { $set: { did, password: sealedPassword, updatedAt: new Date() } }, { upsert: true })
+  }
+
+  /** The plain-text password the platform stores today, with its DID. */
+  async plain(user: string): Promise<{ did: string; password: string } | null> {
+    const doc = await this.#db.collection<UserDoc>(COLLECTIONS.users).findOne({ _id: user }, { projection: { atproto: 1 } })
+    const { did, password } = doc?.atproto ?? {}
+    return typeof did === 'string' && typeof password === 'string' ? { did, password } : null
+  }
+
+  /** Every user with their DID and plain-text password (either may be absent). */
+  async *allPlain(): AsyncGenerator<{ user: string; did?: string; password?: string }> {
+    for await (const user of this.#db.collection<UserDoc>(COLLECTIONS.users).find({}, { projection: { atproto: 1 } })) {
+      const { did, password } = user.atproto ?? {}
+      yield { user: user._id, ...(typeof did === 'string' ? { did } : {}), ...(typeof password === 'string' ? { password } : {}) }
+    }
+  }
+}

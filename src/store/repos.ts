@@ -1,0 +1,39 @@
+import type { Db } from 'mongodb'
+import { bulkWriteChunked } from './bulk.ts'
+import { COLLECTIONS, type RepoStateDoc } from './collections.ts'
+
+/** How far each repo has been read whole: a later read at the same rev has nothing to do. */
+export class RepoStateStore {
+  readonly #db: Db
+  constructor(db: Db) {
+    this.#db = db
+  }
+
+  get #docs() {
+    return this.#db.collection<RepoStateDoc>(COLLECTIONS.repos)
+  }
+
+  async get(did: string): Promise<RepoStateDoc | null> {
+    return this.#docs.findOne({ _id: did })
+  }
+
+  /** What the last reads of these repos reached (one query for all). */
+  async many(dids: readonly string[]): Promise<Map<string, RepoStateDoc>> {
+    const docs = await this.#docs.find({ _id: { $in: [...dids] } }).toArray()
+    return new Map(docs.map((d) => [d._id, d]))
+  }
+
+  async saveMany(states: readonly Omit<RepoStateDoc, 'syncedAt'>[]): Promise<void> {
+    if (states.length === 0) return
+    const syncedAt = new Date()
+    await bulkWriteChunked(
+      this.#docs,
+      states.map(({ _id, ...state }) => ({ updateOne: { filter: { _id }, update: { $set: { ...state, syncedAt } }, upsert: true } })),
+    )
+  }
+
+  /** The rev no longer describes MongoDB (moods hidden): the next backfill must read the repo. */
+  async forget(did: string): Promise<void> {
+    await this.#docs.deleteOne({ _id: did })
+  }
+}
