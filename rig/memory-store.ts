@@ -1,0 +1,68 @@
+import type { IndexerStore } from '../src/ingest/indexer.ts'
+import { emptyApplyResult, type ApplyResult, type RecordOp } from '../src/store/ops.ts'
+import type { QuarantineEntry } from '../src/store/quarantine.ts'
+
+/**
+ * An in-memory IndexerStore for unit tests and benchmarks that measure the indexer without a
+ * MongoDB-wire server. Not a model of MongoDB: it keeps the newest op per (collection, DID,
+ * rkey) and counts what it was asked to do, which is what those callers check. Integration
+ * tests use the real store (src/store/) on a real server.
+ */
+export class MemoryStore implements IndexerStore {
+  readonly records_ = new Map<string, Map<string, RecordOp<object>>>()
+  readonly quarantined: QuarantineEntry[] = []
+  readonly queued = new Set<string>()
+  readonly users_ = new Map<string, string>()
+  readonly applied: ApplyResult = emptyApplyResult()
+  #cursors = new Map<string, number>()
+  batches = 0
+
+  readonly cursors = {
+    get: async (id: string) => this.#cursors.get(id),
+    save: async (id: string, cursor: number) => void this.#cursors.set(id, cursor),
+  }
+  readonly quarantine = { add: async (entries: readonly QuarantineEntry[]) => void this.quarantined.push(...entries) }
+  readonly gaps = { record: async () => 0 }
+  readonly backfill = {
+    add: async (dids: readonly string[]) => {
+      for (const did of dids) this.queued.add(did)
+      return dids.length
+    },
+  }
+  readonly users = {
+    resolve: async (dids: Iterable<string>) => new Map([...new Set(dids)].map((did) => [did, this.users_.get(did) ?? null])),
+    invalidate: () => {},
+  }
+  readonly forgotten = { since: async () => new Map<string, number>() }
+
+  records(collection: string) {
+    let docs = this.records_.get(collection)
+    if (!docs) this.records_.set(collection, (docs = new Map()))
+    const table = docs
+    return {
+      apply: async (ops: readonly RecordOp<object>[]) => {
+        this.batches++
+        const done = emptyApplyResult()
+        for (const op of ops) {
+          const key = `${op.did}\u0000${op.rkey}`
+          const prev = table.get(key)
+          if (prev && prev.rev > op.rev) done.stale++
+          else if (op.kind === 'delete') done.deleted++
+          else if (prev) done.updated++
+          else done.inserted++
+          if (!prev || prev.rev <= op.rev) table.set(key, op)
+        }
+        for (const k of Object.keys(done) as (keyof ApplyResult)[]) this.applied[k] += done[k]
+        return done
+      },
+      hideDid: async () => 0,
+      restoreDid: async () => 0,
+      deleteDid: async () => 0,
+    }
+  }
+
+  /** Records now live (upserted last) in a collection. */
+  live(collection: string): number {
+    return [...(this.records_.get(collection)?.values() ?? [])].filter((op) => op.kind === 'upsert').length
+  }
+}
