@@ -33,7 +33,7 @@ export function createWriter(store: Database, opts: WriterOptions): Writer {
 /**
  * The composition root: one Config becomes the store, the repo reader, the writer and the
  * backfill path; `ingestService()` adds the deployed indexer. The CLI, the service and the
- * library all build through here. `destroy()` (or `await using`) aborts what runs and closes
+ * library all build through here. `destroy()` (or `App.using`) aborts what runs and closes
  * MongoDB, last.
  */
 export class App implements AsyncDisposable {
@@ -48,7 +48,7 @@ export class App implements AsyncDisposable {
   constructor(config: Config, opts: AppOptions = {}) {
     this.config = config
     this.log = opts.log ?? silentLogger
-    this.store = new Store({ mongodb: config.mongodb, logger: this.log })
+    this.store = new Store({ mongodb: config.mongodb, logger: this.log, recordCollections: COLLECTIONS_INDEXED.map((def) => def.mongoCollection) })
     this.reader = new RepoReader({ idResolver: createIdResolver(config.plcUrl), collection: moodCollection.nsid, log: this.log, signal: opts.signal ? AbortSignal.any([opts.signal, this.#abort.signal]) : this.#abort.signal, fetch: opts.fetch })
     this.sync = new RepoSync({ store: this.store, reader: this.reader, log: this.log })
     this.writer = createWriter(this.store, { pdsUrl: config.pdsUrl, secret: config.secret, log: this.log, fetch: opts.fetch })
@@ -74,6 +74,19 @@ export class App implements AsyncDisposable {
   /** The deployed indexer on this app: it owns the app from then on and destroys it last. */
   ingestService(opts: { source?: Source } = {}): IngestService {
     return new IngestService({ app: this, source: opts.source ?? this.createSource(), collections: COLLECTIONS_INDEXED })
+  }
+
+  /**
+   * Runs `work` on a new app and destroys it after, whatever happens (`await using` is not
+   * syntax Node 22 runs yet).
+   */
+  static async using<T>(config: Config, opts: AppOptions, work: (app: App) => Promise<T>): Promise<T> {
+    const app = new App(config, opts)
+    try {
+      return await work(app)
+    } finally {
+      await app.destroy()
+    }
   }
 
   async destroy(): Promise<void> {

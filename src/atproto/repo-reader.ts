@@ -117,7 +117,7 @@ export class RepoReader {
       car = await this.#retry(did, () => this.#client(identity.pds).bytes('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES }))
     } catch (err) {
       if (err instanceof RepoUnavailableError && err.cause instanceof PdsError && canList(err.cause)) {
-        this.#log.warn({ did, reason: err.cause.message }, 'repo CAR unavailable; listing records instead (unverified)')
+        this.#log.warn({ did, err: err.cause }, 'repo CAR unavailable; listing records instead (unverified)')
         return this.#list(did, identity.pds)
       }
       throw err
@@ -226,7 +226,7 @@ export class RepoReader {
   }
 }
 
-class BlockMismatchError extends Error {
+class BlockMismatchError extends MoodsyncError {
   override name = 'BlockMismatchError'
 }
 

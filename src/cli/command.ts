@@ -1,4 +1,5 @@
 import type { Env } from '../config.ts'
+import { MoodsyncError } from '../errors.ts'
 
 export interface CommandContext {
   /** Arguments after the command name. */
@@ -19,6 +20,6 @@ export interface Command {
 }
 
 /** Thrown for bad command-line usage; main prints it with the command's usage. */
-export class UsageError extends Error {
+export class UsageError extends MoodsyncError {
   override name = 'UsageError'
 }

@@ -73,7 +73,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
       }
       notify()
     })
-    socket.on('error', (err) => log.warn({ err: err.message }, 'socket error'))
+    socket.on('error', (err) => log.warn({ err }, 'socket error'))
     socket.on('close', (code, reason) => {
       closed = true
       clearTimeout(stableTimer)

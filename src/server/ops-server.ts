@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Registry } from '../metrics.ts'
 
@@ -17,7 +18,7 @@ export interface OpsServerOptions {
 }
 
 /** The operator's window: GET /healthz (200 or 503, JSON) and GET /metrics (Prometheus text). */
-export class OpsServer {
+export class OpsServer implements AsyncDisposable {
   readonly #opts: OpsServerOptions
   #server?: Server
 
@@ -52,7 +53,7 @@ export class OpsServer {
 
   get url(): string {
     const address = this.#server?.address() as AddressInfo | null
-    if (!address) throw new Error('ops server is not started')
+    if (!address) throw new MoodsyncError('ops server is not started')
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
     return `http://${host}:${address.port}`
   }
@@ -63,5 +64,9 @@ export class OpsServer {
     this.#server = undefined
     server.closeAllConnections()
     await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy()
   }
 }

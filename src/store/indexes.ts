@@ -2,11 +2,11 @@ import type { Db, IndexDescription, MongoServerError } from 'mongodb'
 import { COLLECTIONS } from './collections.ts'
 
 /**
- * (DID, rkey) is a mood's identity on ATProto. The index is partial so that documents with no
+ * (DID, rkey) is a record's identity on ATProto (moods first; every record collection gets it). The index is partial so that documents with no
  * ATProto record yet (or legacy ones with only an rkey) do not collide on real MongoDB, where a
  * plain unique index counts a missing field as null.
  */
-export const MOOD_KEY_INDEX = {
+export const RECORD_KEY_INDEX = {
   key: { 'atproto.did': 1, 'atproto.rkey': 1 },
   name: 'moodsync_did_rkey',
   unique: true,
@@ -21,15 +21,20 @@ export const OUTBOX_INDEX = {
 } satisfies IndexDescription
 
 const INDEXES: Record<string, IndexDescription[]> = {
-  [COLLECTIONS.moods]: [MOOD_KEY_INDEX, OUTBOX_INDEX],
+  [COLLECTIONS.moods]: [OUTBOX_INDEX],
   [COLLECTIONS.quarantine]: [
     { key: { did: 1, rkey: 1 }, name: 'moodsync_quarantine_did_rkey' },
     { key: { at: -1 }, name: 'moodsync_quarantine_at' },
   ],
 }
 
-/** Creates moodsync's indexes; a no-op when they exist already, so every start may call it. */
-export async function ensureIndexes(db: Db): Promise<void> {
+/**
+ * Creates moodsync's indexes, with the (DID, rkey) key on every record collection given (the
+ * insert-first apply relies on it to refuse a record it already has); a no-op when they exist
+ * already, so every start may call it.
+ */
+export async function ensureIndexes(db: Db, recordCollections: readonly string[] = [COLLECTIONS.moods]): Promise<void> {
+  for (const name of recordCollections) await createIndex(db, name, RECORD_KEY_INDEX)
   for (const [name, indexes] of Object.entries(INDEXES)) {
     for (const index of indexes) await createIndex(db, name, index)
   }

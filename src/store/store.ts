@@ -11,13 +11,16 @@ export interface StoreOptions {
   logger?: Logger
   /** Milliseconds the driver waits for a server before an operation fails. */
   serverSelectionTimeoutMs?: number
+  /** The MongoDB collections of the record types indexed (each gets its (DID, rkey) key); moods by default. */
+  recordCollections?: readonly string[]
 }
 
 /** The MongoDB connection and moodsync's views of it (`Database`). One per process. */
-export class Store extends Database {
+export class Store extends Database implements AsyncDisposable {
   readonly client: MongoClient
   readonly #log: Logger
   readonly #uri: string
+  readonly #recordCollections?: readonly string[]
 
   constructor(opts: StoreOptions) {
     const client = new MongoClient(opts.mongodb.uri, { serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 10_000, appName: 'moodsync' })
@@ -25,6 +28,7 @@ export class Store extends Database {
     this.client = client
     this.#log = (opts.logger ?? silentLogger).child({ component: 'store' })
     this.#uri = opts.mongodb.uri
+    this.#recordCollections = opts.recordCollections
   }
 
   /** Connects, creates indexes and runs storage migrations (all idempotent). */
@@ -32,7 +36,7 @@ export class Store extends Database {
     let migrated: { fillDids: FillDidsResult }
     try {
       await this.client.connect()
-      await ensureIndexes(this.db)
+      await ensureIndexes(this.db, this.#recordCollections)
       migrated = await migrateStorage(this.db, this.#log)
     } catch (err) {
       await this.client.close().catch(() => {})

@@ -1,4 +1,4 @@
-import * as lexMood from '../lexicon/computer/aesthetic/mood.ts'
+import * as lexMood from '../lexicon/computer/aesthetic/mood.defs.ts'
 import { COLLECTIONS, type MoodFields } from '../store/collections.ts'
 import type { CollectionDefinition, Parsed } from './collection.ts'
 

@@ -5,6 +5,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { backfill, type BackfillReport } from '../../src/reconcile/backfill.ts'
 import { RepoReader, RepoUnavailableError } from '../../src/atproto/repo-reader.ts'
 import { RepoSync } from '../../src/reconcile/repo-sync.ts'
+import { BackfillWorker } from '../../src/reconcile/worker.ts'
 import { RevChecker } from '../../src/reconcile/revs.ts'
 import { discoverRepos } from '../../src/reconcile/targets.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
@@ -201,6 +202,26 @@ describe('backfill: moods loaded from the repos themselves', () => {
       expect(metrics).toMatch(/^moodsync_backfill_repos_total\{outcome="synced"\} 1$/m)
     } finally {
       await service.destroy()
+      await t.db.collection(COLLECTIONS.backfill).deleteMany({})
+    }
+  })
+
+  it('every failed repo of a round waits with backoff, past the report\'s first 20 too (regression)', async () => {
+    // 25 repos that cannot be read: the report keeps 20 in full; the retry schedule needs all.
+    const dids = Array.from({ length: 25 }, (_, i) => `did:plc:${'c'.repeat(22)}${String.fromCharCode(97 + Math.floor(i / 26))}${String.fromCharCode(97 + (i % 26))}`)
+    await store.backfill.add(dids, 'gap in the stream')
+    try {
+      const worker = new BackfillWorker({ queue: store.backfill, sync: newSync().sync, batch: 100 })
+      expect(await worker.step()).toBe(true)
+      const queued = await t.db.collection<BackfillDoc>(COLLECTIONS.backfill).find({ _id: { $in: dids } }).toArray()
+      expect(queued).toHaveLength(25)
+      for (const doc of queued) {
+        expect(doc).toMatchObject({ attempts: 1, error: expect.stringMatching(/^unresolvable: /) })
+        expect(doc.nextAttemptAt!.getTime()).toBeGreaterThan(Date.now())
+      }
+      // Nothing is due again before its time: the next round has nothing to do.
+      expect(await worker.step()).toBe(false)
+    } finally {
       await t.db.collection(COLLECTIONS.backfill).deleteMany({})
     }
   })

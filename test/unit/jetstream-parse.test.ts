@@ -14,7 +14,7 @@ describe('parseJetstreamEvent', () => {
         cursor: 1_725_911_162_329_308,
         did,
         rev: '3l3qo2vutsw2b',
-        ops: [{ action: 'upsert', rkey: '3l3qo2vuowo2b', cid: 'bafyrei', record: { $type: MOOD_NSID, mood: 'hi', when: '2024-01-01T00:00:00Z' } }],
+        ops: [{ action: 'upsert', collection: MOOD_NSID, rkey: '3l3qo2vuowo2b', cid: 'bafyrei', record: { $type: MOOD_NSID, mood: 'hi', when: '2024-01-01T00:00:00Z' } }],
         emittedAt: 1_725_911_162_329.308,
       })
     }

@@ -11,9 +11,10 @@ import { UsageError } from '../command.ts'
  */
 export async function withReconcile<T>(env: Env, stderr: NodeJS.WritableStream, signal: AbortSignal, work: (ctx: ReconcileContext) => Promise<T>): Promise<T> {
   const config = parseConfig(env)
-  await using app = new App(config, { log: createLogger({ level: config.logLevel, destination: stderr as never }), signal })
-  await app.start()
-  return await work(app.reconcile)
+  return App.using(config, { log: createLogger({ level: config.logLevel, destination: stderr as never }), signal }, async (app) => {
+    await app.start()
+    return work(app.reconcile)
+  })
 }
 
 /** `--user SUB` names one subject; without it, everyone with moods on either side. */

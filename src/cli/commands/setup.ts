@@ -9,11 +9,10 @@ export const setup: Command = {
   name: 'setup',
   summary: 'create moodsync\'s indexes and run storage migrations (fill DIDs into legacy moods)',
   usage: 'moodsync setup [--json]',
-  async run({ argv, env, stdout }) {
+  async run({ argv, env, stdout, stderr }) {
     const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } })
     const config = parseConfig(env)
-    await using app = new App(config, { log: createLogger({ level: config.logLevel, destination: process.stderr }) })
-    const { fillDids: r } = await app.start()
+    const r = await App.using(config, { log: createLogger({ level: config.logLevel, destination: stderr as never }) }, async (app) => (await app.start()).fillDids)
     report(stdout, values.json, { fillDids: r }, () =>
       `indexes ready; legacy moods: ${r.filled} filled with their DID, ${r.noDid} whose user has no DID, ${r.conflicts} duplicate rkeys left for dedupe`,
     )
