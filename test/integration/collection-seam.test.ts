@@ -96,12 +96,11 @@ describe('a second collection, defined in the test only, flows through the same 
       await waitFor(async () => (await byRkey(kept))?.atproto?.hidden === 'deactivated', { what: 'the account status to hide the snippet' })
       await alice.agent.com.atproto.server.activateAccount()
       await waitFor(async () => (await byRkey(kept))?.atproto?.hidden === undefined && (await byRkey(kept))?.deleted === undefined, { what: 'the snippet to come back' })
-      await waitFor(async () => ingest.indexer.state.savedCursor === ingest.indexer.state.appliedCursor, { what: 'the cursor to be saved' })
     } finally {
       await ingest.stop()
     }
 
-    // The same events again, from the start of the stream: nothing changes.
+    // The same events again, from the start of the stream: nothing changes. (Stopping saved the cursor.)
     const before = JSON.stringify(await snippets().find().sort({ _id: 1 }).toArray())
     const cursorId = `firehose:${network.firehoseUrl}`
     const last = await store.cursors.get(cursorId)
