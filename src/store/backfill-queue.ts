@@ -1,16 +1,12 @@
-import type { Db } from 'mongodb'
+import type { Collection, Db } from 'mongodb'
 import { bulkWriteChunked } from './bulk.ts'
 import { COLLECTIONS, type BackfillDoc } from './collections.ts'
 
 /** Repos to be read whole (gaps, `#sync`, an interrupted discovery); the backfill drains it. */
 export class BackfillQueue {
-  readonly #db: Db
+  readonly #docs: Collection<BackfillDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #docs() {
-    return this.#db.collection<BackfillDoc>(COLLECTIONS.backfill)
+    this.#docs = db.collection<BackfillDoc>(COLLECTIONS.backfill)
   }
 
   /** Queues repos; a repo already queued keeps its first reason and its retry schedule. */

@@ -1,4 +1,4 @@
-import type { Db } from 'mongodb'
+import type { Collection, Db } from 'mongodb'
 import { COLLECTIONS, type CredentialDoc, type UserDoc } from './collections.ts'
 
 /**
@@ -6,13 +6,11 @@ import { COLLECTIONS, type CredentialDoc, type UserDoc } from './collections.ts'
  * and moodsync's sealed copies. Values are returned as stored; sealing is the writer's.
  */
 export class CredentialRecords {
-  readonly #db: Db
+  readonly #sealed: Collection<CredentialDoc>
+  readonly #users: Collection<UserDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #sealed() {
-    return this.#db.collection<CredentialDoc>(COLLECTIONS.credentials)
+    this.#sealed = db.collection<CredentialDoc>(COLLECTIONS.credentials)
+    this.#users = db.collection<UserDoc>(COLLECTIONS.users)
   }
 
   async sealed(user: string): Promise<CredentialDoc | null> {
@@ -25,14 +23,14 @@ export class CredentialRecords {
 
   /** The plain-text password the platform stores today, with its DID. */
   async plain(user: string): Promise<{ did: string; password: string } | null> {
-    const doc = await this.#db.collection<UserDoc>(COLLECTIONS.users).findOne({ _id: user }, { projection: { atproto: 1 } })
+    const doc = await this.#users.findOne({ _id: user }, { projection: { atproto: 1 } })
     const { did, password } = doc?.atproto ?? {}
     return typeof did === 'string' && typeof password === 'string' ? { did, password } : null
   }
 
   /** Every user with their DID and plain-text password (either may be absent). */
   async *allPlain(): AsyncGenerator<{ user: string; did?: string; password?: string }> {
-    for await (const user of this.#db.collection<UserDoc>(COLLECTIONS.users).find({}, { projection: { atproto: 1 } })) {
+    for await (const user of this.#users.find({}, { projection: { atproto: 1 } })) {
       const { did, password } = user.atproto ?? {}
       yield { user: user._id, ...(typeof did === 'string' ? { did } : {}), ...(typeof password === 'string' ? { password } : {}) }
     }

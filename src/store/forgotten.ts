@@ -1,15 +1,11 @@
-import type { Db } from 'mongodb'
+import type { Collection, Db } from 'mongodb'
 import { COLLECTIONS, type ForgottenDoc } from './collections.ts'
 
 /** Repos whose moods were erased (`forget`): echoes of older writes must not bring them back. */
 export class ForgottenStore {
-  readonly #db: Db
+  readonly #docs: Collection<ForgottenDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #docs() {
-    return this.#db.collection<ForgottenDoc>(COLLECTIONS.forgotten)
+    this.#docs = db.collection<ForgottenDoc>(COLLECTIONS.forgotten)
   }
 
   /** Written before the erasure starts: anything older than `atUs` is dropped from then on. */

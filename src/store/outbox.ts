@@ -1,4 +1,4 @@
-import { ObjectId, type Db, type Filter } from 'mongodb'
+import { ObjectId, type Collection, type Db, type Filter } from 'mongodb'
 import { COLLECTIONS, type AtprotoState, type MoodDoc } from './collections.ts'
 
 export type OutboxState = NonNullable<AtprotoState['state']>
@@ -29,13 +29,9 @@ const RETRY_FIELDS = { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atprot
  * read, so a slow write never marks a newer change written and an echo may come first.
  */
 export class OutboxStore {
-  readonly #db: Db
+  readonly #moods: Collection<MoodDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #moods() {
-    return this.#db.collection<MoodDoc>(COLLECTIONS.moods)
+    this.#moods = db.collection<MoodDoc>(COLLECTIONS.moods)
   }
 
   /** A new mood, MongoDB first: from here on it cannot be lost. */

@@ -1,16 +1,12 @@
-import type { Db } from 'mongodb'
+import type { Collection, Db } from 'mongodb'
 import { bulkWriteChunked } from './bulk.ts'
 import { COLLECTIONS, type RepoStateDoc } from './collections.ts'
 
 /** How far each repo has been read whole: a later read at the same rev has nothing to do. */
 export class RepoStateStore {
-  readonly #db: Db
+  readonly #docs: Collection<RepoStateDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #docs() {
-    return this.#db.collection<RepoStateDoc>(COLLECTIONS.repos)
+    this.#docs = db.collection<RepoStateDoc>(COLLECTIONS.repos)
   }
 
   async get(did: string): Promise<RepoStateDoc | null> {

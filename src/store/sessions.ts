@@ -1,15 +1,11 @@
-import type { Db } from 'mongodb'
+import type { Collection, Db } from 'mongodb'
 import { COLLECTIONS, type SessionDoc } from './collections.ts'
 
 /** PDS sessions, sealed by the writer, so a cold serverless start reuses a warm one's login. */
 export class SessionStore {
-  readonly #db: Db
+  readonly #docs: Collection<SessionDoc>
   constructor(db: Db) {
-    this.#db = db
-  }
-
-  get #docs() {
-    return this.#db.collection<SessionDoc>(COLLECTIONS.sessions)
+    this.#docs = db.collection<SessionDoc>(COLLECTIONS.sessions)
   }
 
   async get(user: string): Promise<string | undefined> {

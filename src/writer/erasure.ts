@@ -1,10 +1,9 @@
-import { PdsError, type XrpcClient } from '../atproto/xrpc.ts'
-import type { Logger } from '../logger.ts'
+import { PdsError } from '../atproto/xrpc.ts'
 import type { Database } from '../store/database.ts'
 import { MOOD_NSID } from '../sync/mood.ts'
-import { WRITE_COST, type RateBudget } from './budget.ts'
+import { WRITE_COST } from './budget.ts'
+import type { WriterParts } from './outbox.ts'
 import { MAX_WRITES } from './records.ts'
-import type { SessionManager } from './sessions.ts'
 
 /**
  * Deleting records outright: a user's erasure (account deletion) and the duplicates `dedupe`
@@ -12,17 +11,11 @@ import type { SessionManager } from './sessions.ts'
  */
 export class Erasure {
   readonly #store: Database
-  readonly #sessions: SessionManager
-  readonly #client: XrpcClient
-  readonly #budget: RateBudget
-  readonly #log: Logger
+  readonly #parts: WriterParts
 
-  constructor(opts: { store: Database; sessions: SessionManager; client: XrpcClient; budget: RateBudget; log: Logger }) {
-    this.#store = opts.store
-    this.#sessions = opts.sessions
-    this.#client = opts.client
-    this.#budget = opts.budget
-    this.#log = opts.log
+  constructor(store: Database, parts: WriterParts) {
+    this.#store = store
+    this.#parts = parts
   }
 
   /**
@@ -38,7 +31,7 @@ export class Erasure {
     let recordsDeleted = 0
     if (did) recordsDeleted = (await this.deleteRecords({ user: input.user, did, rkeys: await this.#listRkeys(did) })).deleted
     const documentsDeleted = await this.#store.outbox.removeAllOf(input.user, did)
-    this.#log.info({ user: input.user, recordsDeleted, documentsDeleted }, 'forgot a user')
+    this.#parts.log.info({ user: input.user, recordsDeleted, documentsDeleted }, 'forgot a user')
     return { recordsDeleted, documentsDeleted }
   }
 
@@ -51,9 +44,9 @@ export class Erasure {
     let rev: string | undefined
     for (let i = 0; i < input.rkeys.length; i += MAX_WRITES) {
       const chunk = input.rkeys.slice(i, i + MAX_WRITES)
-      const wait = this.#budget.take(input.did, chunk.length * WRITE_COST.delete)
+      const wait = this.#parts.budget.take(input.did, chunk.length * WRITE_COST.delete)
       if (wait > 0) throw new PdsError('applyWrites', 429, 'RateLimitExceeded', `budget exhausted for ${Math.ceil(wait / 1000)} s`, { retryAt: Date.now() + wait })
-      const res = await this.#sessions.call<{ commit?: { rev: string } }>(input.user, 'com.atproto.repo.applyWrites', {
+      const res = await this.#parts.sessions.call<{ commit?: { rev: string } }>(input.user, 'com.atproto.repo.applyWrites', {
         body: { repo: input.did, writes: chunk.map((rkey) => ({ $type: 'com.atproto.repo.applyWrites#delete', collection: MOOD_NSID, rkey })) },
       })
       rev = res.commit?.rev ?? rev
@@ -66,7 +59,7 @@ export class Erasure {
     const rkeys: string[] = []
     let cursor: string | undefined
     do {
-      const page = await this.#client.call<{ records: { uri: string }[]; cursor?: string }>('com.atproto.repo.listRecords', {
+      const page = await this.#parts.client.call<{ records: { uri: string }[]; cursor?: string }>('com.atproto.repo.listRecords', {
         query: { repo: did, collection: MOOD_NSID, limit: '100', ...(cursor ? { cursor } : {}) },
       })
       rkeys.push(...page.records.map((r) => r.uri.split('/').pop()!))

@@ -26,6 +26,14 @@ export interface FlushResult {
   retried: number
 }
 
+/** What the writer's parts share: the account sessions, the PDS, the write budget, the log. */
+export interface WriterParts {
+  sessions: SessionManager
+  client: XrpcClient
+  budget: RateBudget
+  log: Logger
+}
+
 /** What to do with a write the PDS did not accept. */
 type Verdict = { retry: true; delayMs: number; uncertain: boolean } | { retry: false }
 
@@ -40,17 +48,11 @@ const WRITE_BACKOFF = new Backoff({ baseMs: 2_000, maxMs: 3_600_000 })
  */
 export class OutboxEngine {
   readonly #outbox: OutboxStore
-  readonly #sessions: SessionManager
-  readonly #client: XrpcClient
-  readonly #budget: RateBudget
-  readonly #log: Logger
+  readonly #parts: WriterParts
 
-  constructor(opts: { outbox: OutboxStore; sessions: SessionManager; client: XrpcClient; budget: RateBudget; log: Logger }) {
-    this.#outbox = opts.outbox
-    this.#sessions = opts.sessions
-    this.#client = opts.client
-    this.#budget = opts.budget
-    this.#log = opts.log
+  constructor(outbox: OutboxStore, parts: WriterParts) {
+    this.#outbox = outbox
+    this.#parts = parts
   }
 
   /**
@@ -90,7 +92,7 @@ export class OutboxEngine {
     const base = { id: _id.toHexString(), rkey: at.rkey, did: at.did, cid: at.cid }
     if (at.state !== 'pending') return { ...base, state: at.state ?? 'confirmed' }
     const points = at.op === 'delete' ? WRITE_COST.delete : at.rev === undefined ? WRITE_COST.create : WRITE_COST.update
-    const wait = this.#budget.take(at.did!, points)
+    const wait = this.#parts.budget.take(at.did!, points)
     if (wait > 0) {
       await this.#outbox.defer(doc, wait, 'rate-limit budget exhausted', false)
       return { ...base, state: 'pending' }
@@ -102,11 +104,11 @@ export class OutboxEngine {
       const verdict = this.#verdict(at.did!, err, at.attempts ?? 0)
       if (verdict.retry) {
         await this.#outbox.defer(doc, verdict.delayMs, (err as Error).message, verdict.uncertain)
-        this.#log.warn({ id: base.id, did: at.did, attempt: (at.attempts ?? 0) + 1, err }, 'PDS write failed; will retry')
+        this.#parts.log.warn({ id: base.id, did: at.did, attempt: (at.attempts ?? 0) + 1, err }, 'PDS write failed; will retry')
         return { ...base, state: 'pending' }
       }
       await this.#outbox.fail(doc, (err as Error).message)
-      this.#log.error({ id: base.id, did: at.did, err }, 'PDS refused the write; not retrying')
+      this.#parts.log.error({ id: base.id, did: at.did, err }, 'PDS refused the write; not retrying')
       return { ...base, state: 'failed' }
     }
     try {
@@ -116,7 +118,7 @@ export class OutboxEngine {
     } catch (err) {
       // The record is on the PDS; only our note of it failed. It stays pending, and the retry
       // (putRecord, same rkey and CID) or the echo settles it. The post itself succeeded.
-      this.#log.warn({ id: base.id, err }, 'written to the PDS but not marked in MongoDB; will settle on retry')
+      this.#parts.log.warn({ id: base.id, err }, 'written to the PDS but not marked in MongoDB; will settle on retry')
       return { ...base, state: 'pending' }
     }
   }
@@ -128,13 +130,13 @@ export class OutboxEngine {
    */
   async #createMany(docs: MoodDoc[]): Promise<OutboxState[]> {
     const did = docs[0]!.atproto!.did!
-    const wait = this.#budget.take(did, docs.length * WRITE_COST.create)
+    const wait = this.#parts.budget.take(did, docs.length * WRITE_COST.create)
     if (wait > 0) {
       for (const doc of docs) await this.#outbox.defer(doc, wait, 'rate-limit budget exhausted', false)
       return docs.map(() => 'pending')
     }
     try {
-      const res = await this.#sessions.call<{ commit?: { rev: string } }>(docs[0]!.user!, 'com.atproto.repo.applyWrites', {
+      const res = await this.#parts.sessions.call<{ commit?: { rev: string } }>(docs[0]!.user!, 'com.atproto.repo.applyWrites', {
         body: { repo: did, writes: docs.map((doc) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: doc.atproto!.rkey, value: recordOf(doc) })) },
       })
       // One mark per version present (normally one): a mood edited meanwhile keeps its newer
@@ -149,7 +151,7 @@ export class OutboxEngine {
       const verdict = this.#verdict(did, err, docs[0]!.atproto!.attempts ?? 0)
       if (verdict.retry) {
         for (const doc of docs) await this.#outbox.defer(doc, verdict.delayMs, (err as Error).message, verdict.uncertain)
-        this.#log.warn({ did, writes: docs.length, err }, 'applyWrites failed; will retry')
+        this.#parts.log.warn({ did, writes: docs.length, err }, 'applyWrites failed; will retry')
         return docs.map(() => 'pending')
       }
       const states: OutboxState[] = []
@@ -166,7 +168,7 @@ export class OutboxEngine {
   #verdict(did: string, err: unknown, attempts: number): Verdict {
     if (err instanceof NoCredentialsError) return { retry: false }
     if (!(err instanceof PdsError)) throw err
-    if (err.status === 429 && err.retryAt) this.#budget.block(did, err.retryAt)
+    if (err.status === 429 && err.retryAt) this.#parts.budget.block(did, err.retryAt)
     if (!err.transient && err.error !== 'AccountDeactivated') return { retry: false }
     return { retry: true, delayMs: err.retryAt ? err.retryAt - Date.now() : WRITE_BACKOFF.delayFor(attempts), uncertain: err.status === 0 || err.status >= 500 }
   }
@@ -177,25 +179,25 @@ export class OutboxEngine {
     const ref = { repo: at.did!, collection: MOOD_NSID, rkey: at.rkey! }
     if (at.op === 'delete') {
       try {
-        return (await this.#sessions.call<{ commit?: { rev: string } }>(doc.user!, 'com.atproto.repo.deleteRecord', { body: ref })).commit?.rev
+        return (await this.#parts.sessions.call<{ commit?: { rev: string } }>(doc.user!, 'com.atproto.repo.deleteRecord', { body: ref })).commit?.rev
       } catch (err) {
         // The PDS answers 500 to deleting a record that never existed (a post that never got
         // written): if it is not there, the delete is done.
         if (!(err instanceof PdsError) || err.status !== 500) throw err
-        const current = await this.#client.call('com.atproto.repo.getRecord', { query: ref }).then(() => 'exists', (e: unknown) => (e instanceof PdsError && e.status === 400 ? 'missing' : 'unknown'))
+        const current = await this.#parts.client.call('com.atproto.repo.getRecord', { query: ref }).then(() => 'exists', (e: unknown) => (e instanceof PdsError && e.status === 400 ? 'missing' : 'unknown'))
         if (current === 'missing') return undefined
         throw err
       }
     }
     try {
-      const res = await this.#sessions.call<{ cid: string; commit?: { rev: string } }>(doc.user!, 'com.atproto.repo.putRecord', {
+      const res = await this.#parts.sessions.call<{ cid: string; commit?: { rev: string } }>(doc.user!, 'com.atproto.repo.putRecord', {
         body: { ...ref, record: recordOf(doc), ...(at.swap ? { swapRecord: at.swap } : {}) },
       })
       return res.commit?.rev
     } catch (err) {
       // After a lost answer the swap target is our own earlier write: check before calling it stale.
       if (err instanceof PdsError && err.error === 'InvalidSwap') {
-        const current = await this.#client.call<{ cid?: string }>('com.atproto.repo.getRecord', { query: ref }).catch(() => undefined)
+        const current = await this.#parts.client.call<{ cid?: string }>('com.atproto.repo.getRecord', { query: ref }).catch(() => undefined)
         if (current?.cid === at.cid) return undefined
         throw new PdsError('com.atproto.repo.putRecord', 400, 'InvalidSwap', 'stale edit: the record changed on the PDS since this edit was made')
       }

@@ -50,8 +50,8 @@ export class Writer {
     this.budget = opts.budget ?? new RateBudget()
     this.sessions = new SessionManager({ sessions: this.#store.sessions, client, credentials: new CredentialStore(this.#store, box), box, log })
     const parts = { sessions: this.sessions, client, budget: this.budget, log }
-    this.#engine = new OutboxEngine({ outbox: this.#store.outbox, ...parts })
-    this.#erasure = new Erasure({ store: this.#store, ...parts })
+    this.#engine = new OutboxEngine(this.#store.outbox, parts)
+    this.#erasure = new Erasure(this.#store, parts)
   }
 
   async post(input: { user: string; text: string; when?: Date }): Promise<WriteResult> {
