@@ -11,12 +11,12 @@ export type { OutboxStats } from '../store/outbox.ts'
  * ingest service; MongoDB failures are retried with backoff, never fatal.
  */
 export class RetryWorker {
-  readonly #writer: Writer
+  readonly #writer: Pick<Writer, 'flush' | 'outboxStats' | 'nextDueInMs'>
   readonly #log: Logger
   readonly #idleMs: number
   readonly #onStats?: (stats: OutboxStats) => void
 
-  constructor(writer: Writer, opts: { log?: Logger; idleMs?: number; onStats?: (stats: OutboxStats) => void } = {}) {
+  constructor(writer: Pick<Writer, 'flush' | 'outboxStats' | 'nextDueInMs'>, opts: { log?: Logger; idleMs?: number; onStats?: (stats: OutboxStats) => void } = {}) {
     this.#writer = writer
     this.#onStats = opts.onStats
     this.#log = (opts.log ?? silentLogger).child({ component: 'retry-worker' })

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest'
+import type { IngestEvent, Source, SourceStats } from '../../src/ingest/events.ts'
+import { Indexer } from '../../src/ingest/indexer.ts'
+import type { CollectionDefinition } from '../../src/sync/collection.ts'
+import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
+import { MemoryStore } from '../../rig/memory-store.ts'
+
+/** A source that yields a fixed list of events, then ends (as a stream would on abort). */
+function scripted(events: IngestEvent[]): Source {
+  const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
+  return {
+    id: 'scripted:test',
+    stats,
+    async *events(_signal, from) {
+      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from) yield event
+    },
+  }
+}
+
+const DID = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
+const NOTE = 'test.example.note'
+const note: CollectionDefinition<{ text: string }, { text: string }> = {
+  nsid: NOTE,
+  mongoCollection: 'notes',
+  parse: (r) => (typeof (r as { text?: unknown })?.text === 'string' ? { ok: true, value: { text: (r as { text: string }).text } } : { ok: false, reason: 'text must be a string' }),
+  fields: (v) => ({ text: v.text }),
+}
+const mood = (rkey: string, text: string) => ({ action: 'upsert' as const, collection: MOOD_NSID, rkey, cid: `cid-${rkey}`, record: { $type: MOOD_NSID, mood: text, when: '2025-01-01T00:00:00Z' } })
+
+describe('indexer on an in-memory store', () => {
+  it('routes each op to its collection, quarantines what its definition refuses, and saves the last cursor', async () => {
+    const store = new MemoryStore()
+    const events: IngestEvent[] = [
+      { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'hello'), { action: 'upsert', collection: NOTE, rkey: '3kbbbbbbbbb22', cid: 'c', record: { text: 'a note' } }] },
+      { kind: 'commit', cursor: 2, did: DID, rev: '3kccccccccc22', ops: [{ action: 'upsert', collection: NOTE, rkey: '3kccccccccc22', cid: 'c2', record: { text: 7 } }] },
+      { kind: 'commit', cursor: 3, did: DID, rev: '3kddddddddd22', ops: [{ action: 'upsert', collection: 'app.bsky.feed.post', rkey: '3kddddddddd22', cid: 'c3', record: {} }] },
+      { kind: 'skip', cursor: 4 },
+    ]
+    const indexer = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
+    await indexer.run(new AbortController().signal)
+    expect(store.live('moods')).toBe(1)
+    expect(store.live('notes')).toBe(1)
+    expect(store.quarantined.map((q) => [q.rkey, q.reason])).toEqual([['3kccccccccc22', 'text must be a string']])
+    expect(await store.cursors.get('scripted:test')).toBe(4)
+    expect(indexer.metrics.received.get({ kind: 'commit' })).toBe(3)
+
+    // The same events again: the store is asked for the same ops, and keeps the same state.
+    const again = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
+    await store.cursors.save('scripted:test', 0)
+    await again.run(new AbortController().signal)
+    expect(store.live('moods')).toBe(1)
+    expect(store.live('notes')).toBe(1)
+    expect(store.applied.inserted).toBe(2)
+  })
+})
