@@ -1,370 +1,180 @@
 /**
- * Benchmark 4: write-to-visible latency, in both source modes.
+ * Write-to-visible latency in both source modes, through the deployed indexer (App ->
+ * IngestService) on a real PDS (TestNetwork) and MongoDB (MONGODB_URI, else FerretDB).
  *
- * A real PDS (TestNetwork), FerretDB (or MONGODB_URI) and an IngestService (test/rig/ingest.ts)
- * reading either the PDS's firehose directly or a Jetstream stand-in bridged from it. Moods are
- * written steadily, one at a time about every 30 ms (so the PDS sequencer never idles), and
- * for each one:
- *   t0 = when this process received the PDS's firehose frame for it (our own raw listener on
- *        subscribeRepos): the moment the PDS emitted it, give or take one loopback hop;
- *   t1 = when the indexer's MoodStore.apply() that wrote it resolved, i.e. MongoDB
- *        acknowledged the write and any reader sees the document (apply is wrapped here);
- *   t2 = when an independent reader, asked at t1, got the document back (a cross-check).
- * Reported: t1 - t0 (the latency beyond what the PDS itself takes), split into "source"
- * (t0 -> the event leaves the source: transport, parsing, for the firehose signature and
- * proof checks, for Jetstream the bridge), "queue" (-> the indexer calls MoodStore.apply:
- * batching, waiting for the previous batch, user lookup) and "store" (-> t1: apply's MongoDB
- * reads and write). Baseline in the same run: round trips to the same server probed by a
- * bare client while the benchmark runs, the key lookup and the insert that MoodStore.apply
- * makes for a new mood, back to back.
+ *   node bench/latency.ts [--moods 100] [--rounds 2] [--interval-ms 30] [--tiny]
  *
- * Two what-if variants run beside the deployed code: the same modes with the store change
- * the doc proposes (a new record is inserted first; the lookup only runs when the insert
- * collides), prototyped here by wrapping MoodStore.apply. src/ is not touched.
- *
- *   bash scripts/with-node.sh node bench/latency.ts
- *   env: BENCH_MOODS (100 per round and variant), BENCH_ROUNDS (2), BENCH_INTERVAL_MS (30), MONGODB_URI
+ * One account writes a mood about every 30 ms (the steady stream keeps the PDS sequencer
+ * from backing off); warm-up moods each round are not counted. Per mood:
+ *   t0 = our own bare subscriber on the PDS's subscribeRepos got its frame (the PDS emitted it);
+ *   ts = the service's source yielded it (the source is the App's own, `createSource()`,
+ *        passed to `ingestService({ source })` through a pass-through that notes the time);
+ *   t1 = the indexer's `state.appliedCursor` reached its cursor: the batch holding it is
+ *        durable in MongoDB (looked at every millisecond, so t1 is late by up to ~1 ms).
+ * Reported: t1 - t0 (the latency beyond what the PDS itself takes), and its source part ts - t0.
+ * Baseline in the same run: a bare client's insertOne round trip to the same server, probed
+ * every 5th mood (apply inserts a new mood first: one insert is its least cost).
  */
 import { randomBytes } from 'node:crypto'
-import { decodeAll } from '@atproto/lex-cbor'
-import { MongoClient, ObjectId } from 'mongodb'
-import WebSocket from 'ws'
+import { MongoClient } from 'mongodb'
+import { App } from '../src/app/app.ts'
 import { parseConfig } from '../src/config.ts'
 import type { IngestEvent, Source } from '../src/ingest/events.ts'
-import { createSource, type IngestService } from '../src/app/service.ts'
-import { silentLogger } from '../src/logger.ts'
-import { MOOD_NSID } from '../src/sync/mood.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
-import { isDuplicateKey } from '../src/store/mongo-errors.ts'
-import type { ApplyResult, MoodOp } from '../src/store/records.ts'
-import { FerretDbServer } from '../rig/ferretdb.ts'
-import { startIngest } from '../rig/ingest.ts'
+import { MOOD_NSID } from '../src/sync/mood.ts'
 import { JetstreamServer } from '../rig/jetstream-server.ts'
-import type { TestDb } from '../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
 import { waitFor } from '../rig/wait.ts'
-import { fmt, machineNote, max, median, percentile, progress, sleep, table } from './lib-stats.ts'
+import { fmt, knobs, median, percentile, progress, script, type Result, type RunOptions } from './lib/report.ts'
+import { firehoseTap, startMongo } from './lib/servers.ts'
 
-const MOODS = Number(process.env.BENCH_MOODS ?? 100)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
-const INTERVAL_MS = Number(process.env.BENCH_INTERVAL_MS ?? 30)
-const WARMUP = 10
+const SIZES = { tiny: { moods: 5, rounds: 1, intervalMs: 30, warmup: 2 }, full: { moods: 100, rounds: 2, intervalMs: 30, warmup: 10 } }
 const PROBE_EVERY = 5
 const PREFIX = `${MOOD_NSID}/`
 
-type Mode = 'firehose' | 'jetstream'
-
-/** A source mode, as deployed or with the store change this benchmark proposes (see the doc). */
-interface Variant {
-  key: string
-  mode: Mode
-  insertFirst: boolean
-  label: string
-}
-
-const VARIANTS: Variant[] = [
-  { key: 'firehose', mode: 'firehose', insertFirst: false, label: 'firehose (PDS direct, verified)' },
-  { key: 'jetstream', mode: 'jetstream', insertFirst: false, label: 'jetstream (bridge from PDS)' },
-  { key: 'firehose+insert-first', mode: 'firehose', insertFirst: true, label: 'what-if: firehose, insert-first store' },
-  { key: 'jetstream+insert-first', mode: 'jetstream', insertFirst: true, label: 'what-if: jetstream, insert-first store' },
-]
+export const MODES = { firehose: 'firehose (PDS direct, verified)', jetstream: 'jetstream (bridge from the PDS)' } as const
+type Mode = keyof typeof MODES
 
 interface Samples {
-  /** t1 - t0 per mood. */
   total: number[]
-  /** t0 -> the source yielded the event. */
   source: number[]
-  /** source -> the indexer called MoodStore.apply (batching, the previous batch, user lookup). */
-  queue: number[]
-  /** MoodStore.apply called -> resolved (its MongoDB reads and write). */
-  store: number[]
-  /** t2 - t0 per mood. */
-  read: number[]
-  /** Bare insertOne round trips probed during the round. */
-  writeRtt: number[]
-  /** Bare key lookups (the query MoodStore.apply makes first) probed during the round. */
-  readRtt: number[]
-  /** A lookup then an insert, back to back: what apply does for a new mood, without the indexer. */
-  pairRtt: number[]
-  /** PDS sequencing delay: frame receipt minus the frame's `time` (wall clock, informative). */
-  pdsDelay: number[]
-  /** 1 per mood whose wait between source and apply overlapped a cursor save, else 0. */
-  behindCursorSave: number[]
+  bareInsert: number[]
 }
 
-const emptySamples = (): Samples => ({ total: [], source: [], queue: [], store: [], read: [], writeRtt: [], readRtt: [], pairRtt: [], pdsDelay: [], behindCursorSave: [] })
-
-async function main(): Promise<void> {
-  const machine = await machineNote()
-  progress(`machine: ${machine}`)
-  const external = process.env.MONGODB_URI
-  const ferret = external ? undefined : await FerretDbServer.start()
-  const uri = external ?? ferret!.uri
-  const client = await new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 }).connect()
-  const reader = await new MongoClient(uri, { serverSelectionTimeoutMS: 10_000 }).connect()
+export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): Promise<Result> {
+  const o = knobs(opts, SIZES)
+  const mongo = await startMongo(opts.mongoUri)
+  const client = await new MongoClient(mongo.uri).connect()
   const network = await TestNetwork.start()
-  const listener = new PdsListener(network.firehoseUrl)
+  const emitted = new Map<string, number>()
+  const tap = firehoseTap(network.firehoseUrl, (frame) => {
+    const at = performance.now()
+    if (frame.t === '#commit') for (const op of frame.ops ?? []) if (op.path?.startsWith(PREFIX)) emitted.set(op.path.slice(PREFIX.length), at)
+  })
+  const samples: Record<Mode, Samples> = { firehose: { total: [], source: [], bareInsert: [] }, jetstream: { total: [], source: [], bareInsert: [] } }
+  const counts: Result['counts'] = {}
   const dbs: string[] = []
-  const results = new Map<string, Samples>(VARIANTS.map((v) => [v.key, emptySamples()]))
   try {
+    await tap.opened
     const account = await network.createAccount('latency')
-    await listener.ready()
-    for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order each round: the machine's noise drifts, and no variant always goes first.
-      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]!)
-      for (const variant of order) {
-        const name = `bench_latency_${variant.mode}_${round}_${randomBytes(3).toString('hex')}`
-        dbs.push(name)
-        const db: TestDb = { uri, client, db: client.db(name), name }
-        const samples = await runRound(variant, db, reader, network, account, listener)
-        const into = results.get(variant.key)!
-        for (const key of Object.keys(into) as (keyof Samples)[]) into[key].push(...samples[key])
-        progress(`round ${round + 1} ${variant.key}: p50 ${fmt(median(samples.total))} ms, p99 ${fmt(percentile(samples.total, 0.99))} ms (n=${samples.total.length}); bare lookup+insert p50 ${fmt(median(samples.pairRtt))} ms`)
+    for (let round = 0; round < o.rounds; round++) {
+      // Rotated each round: the machine's noise drifts, and no mode always goes first.
+      for (const mode of (round % 2 === 0 ? ['firehose', 'jetstream'] : ['jetstream', 'firehose']) as Mode[]) {
+        const db = `bench_latency_${mode}_${round}_${randomBytes(3).toString('hex')}`
+        dbs.push(db)
+        await runRound(mode, { ...o, round, db, uri: mongo.uri, client, network, account, emitted, into: samples[mode], counts })
+        progress(`round ${round + 1} ${mode}: p50 ${fmt(median(samples[mode].total))} ms, p99 ${fmt(percentile(samples[mode].total, 0.99))} ms so far`)
       }
     }
-    report(machine, results, external ? 'MongoDB at MONGODB_URI' : 'FerretDB (test/rig, SQLite backend)')
   } finally {
-    listener.close()
+    tap.close()
     for (const name of dbs) await client.db(name).dropDatabase().catch(() => {})
-    await reader.close()
     await client.close()
     await network.stop()
-    await ferret?.stop()
+    await mongo.stop()
+  }
+
+  const p = (values: number[]) => `${fmt(median(values))} / ${fmt(percentile(values, 0.99))}`
+  const metrics: Result['metrics'] = {}
+  const rows = (Object.keys(MODES) as Mode[]).map((mode) => {
+    const s = samples[mode]
+    const [p50, p99] = [median(s.total), percentile(s.total, 0.99)]
+    Object.assign(metrics, { [`${mode} p50 ms`]: p50, [`${mode} p99 ms`]: p99, [`${mode} bare insert p50 ms`]: median(s.bareInsert), [`${mode} p50 / bare insert p50`]: p50 / median(s.bareInsert) })
+    counts[`${mode}: moods timed`] = [s.total.length, o.moods * o.rounds]
+    const target = p50 <= 10 && p99 <= 50 ? 'met' : `missed:${p50 > 10 ? ` p50 +${fmt(p50 - 10)}` : ''}${p99 > 50 ? ` p99 +${fmt(p99 - 50)}` : ''}`
+    return [MODES[mode], String(s.total.length), fmt(p50), fmt(p99), fmt(Math.max(...s.total)), p(s.source), p(s.bareInsert), fmt(p50 / median(s.bareInsert), 2), target]
+  })
+  return {
+    title: `latency: PDS emit (t0) -> the indexer's applied cursor covers the mood (t1); ${o.rounds} rounds x ${o.moods} moods per mode, one every ~${o.intervalMs} ms, ${o.warmup} warm-up moods per round not counted; ${mongo.label}`,
+    tables: [{ headers: ['mode', 'n', 'p50 ms', 'p99 ms', 'max ms', 'source p50 / p99 ms', 'bare insertOne p50 / p99 ms', 'p50 vs bare (x)', 'target p50<=10, p99<=50'], rows }],
+    notes: ['source = t0 -> the source yields the event (firehose: frame parse, signature and MST proof check; jetstream: the bridge and JSON). The rest of t1 - t0 is batching, the user lookup, MoodStore.apply and the inline cursor save.'],
+    metrics,
+    counts,
   }
 }
 
-async function runRound(variant: Variant, db: TestDb, reader: MongoClient, network: TestNetwork, account: TestAccount, listener: PdsListener): Promise<Samples> {
-  const { mode } = variant
-  const jetstream = mode === 'jetstream' ? await JetstreamServer.start({ firehoseUrl: network.firehoseUrl, plcUrl: network.plcUrl }) : undefined
-  const env = mode === 'firehose' ? { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl } : { MOODSYNC_SOURCE: 'jetstream', JETSTREAM_URL: jetstream!.url }
-  const config = parseConfig({ MONGODB_URI: db.uri, MONGODB_DB: db.name, ...env })
-  // The service's own source, built as the service would build it, with a tap on what it yields.
-  const sourced = new Map<string, number>()
-  const source = tap(createSource(config, silentLogger), sourced)
-  const service = await startIngest(db, env, { source })
-  const called = new Map<string, number>()
+interface RoundContext {
+  moods: number
+  intervalMs: number
+  warmup: number
+  round: number
+  db: string
+  uri: string
+  client: MongoClient
+  network: TestNetwork
+  account: TestAccount
+  emitted: Map<string, number>
+  into: Samples
+  counts: Result['counts']
+}
+
+async function runRound(mode: Mode, c: RoundContext): Promise<void> {
+  const jetstream = mode === 'jetstream' ? await JetstreamServer.start({ firehoseUrl: c.network.firehoseUrl, plcUrl: c.network.plcUrl }) : undefined
+  const env = mode === 'firehose' ? { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: c.network.firehoseUrl, PLC_URL: c.network.plcUrl } : { MOODSYNC_SOURCE: 'jetstream', JETSTREAM_URL: jetstream!.url }
+  const app = new App(parseConfig({ MONGODB_URI: c.uri, MONGODB_DB: c.db, MOODSYNC_HTTP_PORT: '0', MOODSYNC_OUTBOX: 'off', MOODSYNC_AUTO_BACKFILL: 'off', ...env }))
+  const sourced = new Map<string, { at: number; cursor: number }>()
   const applied = new Map<string, number>()
-  const visible = new Map<string, number>()
-  wrapApply(service, variant.insertFirst, called, applied, (op) => {
-    // Cross-check: an independent client asked right after the write was acknowledged.
-    void reader
-      .db(db.name)
-      .collection(COLLECTIONS.moods)
-      .findOne({ 'atproto.did': op.did, 'atproto.rkey': op.rkey }, { projection: { _id: 1 } })
-      .then((doc) => {
-        if (doc) visible.set(op.rkey, performance.now())
-      })
-  })
-  // The indexer saves its cursor inline, at most once a second: note when, to see who waited.
-  const saves: [number, number][] = []
-  const cursors = service.store.cursors
-  const save = cursors.save.bind(cursors)
-  cursors.save = async (id: string, cursor: number) => {
-    const started = performance.now()
-    try {
-      await save(id, cursor)
-    } finally {
-      saves.push([started, performance.now()])
-    }
-  }
-  const scratch = db.db.collection('bench_probe')
-  const probeRead = db.db.collection(COLLECTIONS.moods)
-  const samples = emptySamples()
+  const service = app.ingestService({ source: noting(app.createSource(), sourced) })
+  await service.start()
+  // The indexer's state says what is durable: each mood is applied once its cursor is covered.
+  const watch = setInterval(() => {
+    const cursor = service.indexer.state.appliedCursor
+    if (cursor === undefined) return
+    const at = performance.now()
+    for (const [rkey, s] of sourced) if (s.cursor <= cursor && !applied.has(rkey)) applied.set(rkey, at)
+  }, 1)
+  const scratch = c.client.db(c.db).collection('bench_probe')
   try {
     await waitFor(() => service.source.stats.connected, { what: `the ${mode} source to connect` })
-    // Warm-up: JIT, the DID's key and user lookups, the bridge's connection; not measured.
     const warm: string[] = []
-    for (let i = 0; i < WARMUP; i++) warm.push(await writeMood(account, `warm-up ${i}`))
+    for (let i = 0; i < c.warmup; i++) warm.push(await writeMood(c.account, `warm-up ${i}`))
     await waitFor(() => warm.every((rkey) => applied.has(rkey)), { what: 'the warm-up moods', timeoutMs: 30_000 })
-
     const rkeys: string[] = []
     let next = performance.now()
-    for (let i = 0; i < MOODS; i++) {
+    for (let i = 0; i < c.moods; i++) {
       const wait = next - performance.now()
-      if (wait > 0) await sleep(wait)
-      next = Math.max(next + INTERVAL_MS, performance.now())
-      rkeys.push(await writeMood(account, `latency ${mode} ${i}`))
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+      next = Math.max(next + c.intervalMs, performance.now())
+      rkeys.push(await writeMood(c.account, `latency ${mode} ${i}`))
       if (i % PROBE_EVERY === 0) {
         const started = performance.now()
-        await probeRead.find({ 'atproto.did': { $in: [account.did] }, 'atproto.rkey': { $in: [`probe${i}`] } }).toArray()
-        const read = performance.now()
         await scratch.insertOne({ i, at: new Date() })
-        const done = performance.now()
-        samples.readRtt.push(read - started)
-        samples.writeRtt.push(done - read)
-        samples.pairRtt.push(done - started)
+        c.into.bareInsert.push(performance.now() - started)
       }
     }
-    await waitFor(() => rkeys.every((rkey) => applied.has(rkey) && visible.has(rkey)), { what: `all ${MOODS} moods in MongoDB`, timeoutMs: 60_000 })
+    await waitFor(() => rkeys.every((rkey) => applied.has(rkey)), { what: `all ${c.moods} moods applied`, timeoutMs: 60_000 })
     for (const rkey of rkeys) {
-      const t0 = listener.received.get(rkey)
-      const ts = sourced.get(rkey)
-      const tc = called.get(rkey)
-      const t1 = applied.get(rkey)
-      const t2 = visible.get(rkey)
-      if (t0 === undefined || ts === undefined || tc === undefined || t1 === undefined || t2 === undefined) throw new Error(`mood ${rkey}: missing a timestamp`)
-      samples.total.push(t1 - t0)
-      samples.source.push(ts - t0)
-      samples.queue.push(tc - ts)
-      samples.behindCursorSave.push(saves.some(([from, to]) => from < tc && to > ts) ? 1 : 0)
-      samples.store.push(t1 - tc)
-      samples.read.push(t2 - t0)
-      const delay = listener.pdsDelay.get(rkey)
-      if (delay !== undefined) samples.pdsDelay.push(delay)
+      const [t0, ts, t1] = [c.emitted.get(rkey), sourced.get(rkey)?.at, applied.get(rkey)]
+      if (t0 === undefined || ts === undefined || t1 === undefined) throw new Error(`mood ${rkey}: a timestamp is missing`)
+      c.into.total.push(t1 - t0)
+      c.into.source.push(ts - t0)
     }
+    const stored = await c.client.db(c.db).collection(COLLECTIONS.moods).countDocuments({ 'atproto.rkey': { $in: [...warm, ...rkeys] } })
+    c.counts[`${mode}: moods in MongoDB, round ${c.round + 1}`] = [stored, warm.length + rkeys.length]
   } finally {
+    clearInterval(watch)
     await service.destroy()
     await jetstream?.stop()
   }
-  return samples
 }
 
 async function writeMood(account: TestAccount, text: string): Promise<string> {
-  const res = await account.agent.com.atproto.repo.createRecord({
-    repo: account.did,
-    collection: MOOD_NSID,
-    record: { $type: MOOD_NSID, mood: text, when: new Date().toISOString() },
-  })
+  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: text, when: new Date().toISOString() } })
   return res.data.uri.split('/').pop()!
 }
 
-/** Records when the source hands on each mood op (a generator in between: a few µs). */
-function tap(inner: Source, seen: Map<string, number>): Source {
+/** The source as is, noting when (and at which cursor) it hands on each record op. */
+function noting(inner: Source, seen: Map<string, { at: number; cursor: number }>): Source {
   return {
     id: inner.id,
     stats: inner.stats,
     async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
       for await (const event of inner.events(signal, from)) {
-        if (event.kind === 'commit') {
-          const at = performance.now()
-          for (const op of event.ops) if (!seen.has(op.rkey)) seen.set(op.rkey, at)
-        }
+        if (event.kind === 'commit') for (const op of event.ops) if (!seen.has(op.rkey)) seen.set(op.rkey, { at: performance.now(), cursor: event.cursor })
         yield event
       }
     },
   }
 }
 
-/** Wraps the running indexer's MoodStore.apply: notes when it was called for each op and when the write was acknowledged. */
-function wrapApply(service: IngestService, insertFirst: boolean, called: Map<string, number>, applied: Map<string, number>, after: (op: MoodOp) => void): void {
-  const moods = service.store.moods
-  const original = insertFirst ? insertFirstApply(moods) : moods.apply.bind(moods)
-  moods.apply = async (ops: readonly MoodOp[]) => {
-    const start = performance.now()
-    for (const op of ops) if (!called.has(op.rkey)) called.set(op.rkey, start)
-    const result = await original(ops)
-    const at = performance.now()
-    for (const op of ops) {
-      if (applied.has(op.rkey)) continue
-      applied.set(op.rkey, at)
-      after(op)
-    }
-    return result
-  }
-}
-
-/**
- * What-if (the proposed store change, prototyped here only): a lone upsert of a record with no
- * `ref` is first tried as a plain insert. The unique (did, rkey) index makes that safe: if the
- * record is already there in any state, the insert fails with a duplicate key and the batch
- * takes the usual read-plan-write path. A new mood then costs one round trip instead of a
- * lookup and a write. Batches of more than one op take the usual path (collapse, one plan).
- */
-function insertFirstApply(moods: IngestService['store']['moods']): (ops: readonly MoodOp[]) => Promise<ApplyResult> {
-  const planned = moods.apply.bind(moods)
-  return async (ops) => {
-    const op = ops[0]
-    if (ops.length !== 1 || op?.kind !== 'upsert' || op.mood.ref !== undefined) return planned(ops)
-    try {
-      await moods.collection.insertOne({ _id: new ObjectId(), user: op.user, mood: op.mood.mood, when: op.mood.when, atproto: { did: op.did, rkey: op.rkey, cid: op.cid, rev: op.rev } })
-      return { inserted: 1, updated: 0, attached: 0, deleted: 0, unchanged: 0, stale: 0, confirmed: 0, pending: 0 }
-    } catch (err) {
-      if (!isDuplicateKey(err)) throw err
-      return planned(ops)
-    }
-  }
-}
-
-/** Our own subscriber on the PDS: when each mood's frame arrived, and the PDS's own delay. */
-class PdsListener {
-  readonly received = new Map<string, number>()
-  readonly pdsDelay = new Map<string, number>()
-  readonly #ws: WebSocket
-
-  constructor(url: string) {
-    this.#ws = new WebSocket(url)
-    this.#ws.on('message', (data: Buffer) => {
-      const at = performance.now()
-      const wall = Date.now()
-      let header: { t?: string }
-      let body: { ops?: { path?: string }[]; time?: string }
-      try {
-        ;[header, body] = [...decodeAll(data)] as [typeof header, typeof body]
-      } catch {
-        return
-      }
-      if (header?.t !== '#commit' || !Array.isArray(body?.ops)) return
-      for (const op of body.ops) {
-        if (typeof op?.path !== 'string' || !op.path.startsWith(PREFIX)) continue
-        const rkey = op.path.slice(PREFIX.length)
-        this.received.set(rkey, at)
-        if (typeof body.time === 'string') this.pdsDelay.set(rkey, wall - Date.parse(body.time))
-      }
-    })
-    this.#ws.on('error', (err) => progress(`PDS listener: ${err.message}`))
-  }
-
-  ready(): Promise<void> {
-    if (this.#ws.readyState === WebSocket.OPEN) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      this.#ws.once('open', () => resolve())
-      this.#ws.once('error', reject)
-    })
-  }
-
-  close(): void {
-    this.#ws.terminate()
-  }
-}
-
-function report(machine: string, results: Map<string, Samples>, server: string): void {
-  const all = (key: keyof Samples) => [...results.values()].flatMap((s) => s[key])
-  const summary: string[][] = []
-  const breakdown: string[][] = []
-  const p = (values: number[]) => `${fmt(median(values))} / ${fmt(percentile(values, 0.99))}`
-  for (const variant of VARIANTS) {
-    const s = results.get(variant.key)!
-    const p50 = median(s.total)
-    const p99 = percentile(s.total, 0.99)
-    summary.push([
-      variant.label,
-      String(s.total.length),
-      fmt(p50),
-      fmt(p99),
-      fmt(max(s.total)),
-      p(s.pairRtt),
-      fmt(p50 / median(s.pairRtt), 2),
-      fmt(p99 / percentile(s.pairRtt, 0.99), 2),
-      p50 <= 10 && p99 <= 50 ? 'met' : `missed:${p50 > 10 ? ` p50 +${fmt(p50 - 10)}` : ''}${p99 > 50 ? ` p99 +${fmt(p99 - 50)}` : ''}`,
-    ])
-    const behind = s.behindCursorSave.reduce((a, b) => a + b, 0)
-    breakdown.push([variant.label, p(s.source), p(s.queue), p(s.store), p(s.total), p(s.read), `${behind} (${fmt((100 * behind) / s.total.length)}%)`])
-  }
-  const out = [
-    `latency: PDS emit (t0) -> document written and acknowledged (t1); ${ROUNDS} rounds x ${MOODS} moods per variant (order rotates each round), one every ~${INTERVAL_MS} ms, ${WARMUP} warm-up moods per round not counted; ${server}`,
-    `machine: ${machine}`,
-    '',
-    table(['mode', 'n', 'p50 ms', 'p99 ms', 'max ms', 'bare lookup+insert p50 / p99 ms', 'p50 vs bare (x)', 'p99 vs bare (x)', 'target p50<=10, p99<=50'], summary),
-    '',
-    'where the time goes (ms, p50 / p99 of each stage on its own):',
-    '',
-    table(['mode', 'source', 'queue', 'store', 't1 - t0', 'reader sees', 'waited for a cursor save'], breakdown),
-    '',
-    'source = t0 -> the source yields the event (firehose: frame parse, signature and MST proof check; jetstream: the bridge and JSON); queue = -> the indexer calls MoodStore.apply (behind the previous batch, or the cursor save the indexer makes inline once a second); store = -> MongoDB acknowledged (t1); reader sees = t0 -> an independent findOne, issued at t1, returned the document.',
-    'what-if rows: the deployed indexer with MoodStore.apply wrapped to insert a lone new record first (one round trip) and fall back to the usual lookup-then-write on a duplicate key; a prototype of the proposed change, not src/.',
-    `baseline (same run, probed every ${PROBE_EVERY}th mood by a bare client): key lookup p50 ${fmt(median(all('readRtt')), 2)} ms, insertOne p50 ${fmt(median(all('writeRtt')), 2)} ms, both back to back p50 ${fmt(median(all('pairRtt')), 2)} ms, p99 ${fmt(percentile(all('pairRtt'), 0.99), 2)} ms. Excluded from t1 - t0: the PDS's own delay from sequencing to emitting, p50 ${fmt(median(all('pdsDelay')))} ms.`,
-  ]
-  console.log(out.join('\n'))
-}
-
-await main()
+await script(import.meta, run)
