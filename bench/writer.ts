@@ -1,115 +1,132 @@
-// Writer benchmark: a migrate-style bulk write of 2,100 moods over 10 users (the platform's
-// scale) through the outbox (enqueue + flush: applyWrites), against the seed's way (one
-// createRecord per mood); then the latency a single post adds over a bare putRecord.
-// Usage: bash scripts/with-node.sh node bench/writer.ts [moods=2100] [users=10]
+/**
+ * The writer: a migrate-style bulk write (2,100 moods over 10 users, the platform's scale)
+ * through the outbox (Writer.enqueue, then flush: applyWrites), against the seed's way (one
+ * createRecord per mood, with one login per user); then the latency one Writer.post adds over
+ * a bare putRecord.
+ *
+ *   node bench/writer.ts [--moods 2100] [--users 10] [--samples 100] [--tiny]
+ *
+ * A local PDS (TestNetwork) behind rig/pds-proxy.ts, which counts the requests it gets;
+ * MongoDB: MONGODB_URI, else a FerretDB started here.
+ */
 import { TID } from '@atproto/common-web'
-import { MongoClient } from 'mongodb'
-import { createLogger } from '../src/logger.ts'
-import { MOOD_NSID, toRecord } from '../src/sync/mood.ts'
+import { MongoClient, type Db } from 'mongodb'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { ensureIndexes } from '../src/store/indexes.ts'
+import { MOOD_NSID, toRecord } from '../src/sync/mood.ts'
 import { Writer } from '../src/writer/writer.ts'
-import { FerretDbServer } from '../rig/ferretdb.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
 import { PdsProxy } from '../rig/pds-proxy.ts'
+import { fmt, int, knobs, median, percentile, ratio, script, timed, type Result, type RunOptions } from './lib/report.ts'
+import { startMongo } from './lib/servers.ts'
 
-const N = Number(process.argv[2] ?? 2100)
-const USERS = Number(process.argv[3] ?? 10)
-const LATENCY_SAMPLES = 100
+const SIZES = { tiny: { moods: 20, users: 2, samples: 5 }, full: { moods: 2_100, users: 10, samples: 100 } }
 
-const ferret = process.env.MONGODB_URI ? undefined : await FerretDbServer.start()
-const mongo = await new MongoClient(process.env.MONGODB_URI ?? ferret!.uri).connect()
-const db = mongo.db(`moodsync_bench_writer_${process.pid}`)
-await ensureIndexes(db)
-const network = await TestNetwork.start()
-const proxy = await PdsProxy.start(network.pdsUrl)
-const requests = () => [...proxy.calls.values()].reduce((a, b) => a + b, 0)
+export const LABELS = { seed: 'seed: createRecord per mood', ours: 'ours: enqueue + flush (applyWrites)' } as const
 
-async function accounts(prefix: string): Promise<TestAccount[]> {
+export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): Promise<Result> {
+  const { moods: n, users, samples } = knobs(opts, SIZES)
+  const mongo = await startMongo(opts.mongoUri)
+  const client = await new MongoClient(mongo.uri).connect()
+  const network = await TestNetwork.start()
+  const proxy = await PdsProxy.start(network.pdsUrl)
+  const requests = () => [...proxy.calls.values()].reduce((a, b) => a + b, 0)
+  const dbs: Db[] = []
+  const database = async (label: string, accounts: TestAccount[]) => {
+    const db = client.db(`bench_writer_${process.pid}_${label}`)
+    dbs.push(db)
+    await ensureIndexes(db)
+    await db.collection(COLLECTIONS.users).insertMany(accounts.map((u, i) => ({ _id: `auth0|${label}${i}` as never, atproto: { did: u.did, password: u.password } })))
+    return db
+  }
+  const text = (i: number) => `mood ${i}: ${'a quiet afternoon, '.repeat(1 + (i % 5))}`
+  try {
+    const seedUsers = await accounts(network, 'seed', users)
+    const seed = await timed(async () => {
+      for (let i = 0; i < n; i++) {
+        const who = seedUsers[i % users]!
+        await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: toRecord({ mood: text(i), when: new Date() }) })
+      }
+    })
+
+    const ourUsers = await accounts(network, 'ours', users)
+    const writer = new Writer(await database('ours', ourUsers), { pdsUrl: proxy.url })
+    const before = requests()
+    const ours = await timed(async () => {
+      for (let i = 0; i < n; i++) await writer.enqueue({ user: `auth0|ours${i % users}`, text: text(i) })
+      return writer.flush({ limit: n })
+    })
+    const ourRequests = requests() - before
+    const again = await writer.flush({ limit: n })
+    const againRequests = requests() - before - ourRequests
+    const seedRecords = await countRecords(seedUsers)
+    const ourRecords = await countRecords(ourUsers)
+
+    // One post: writer.post (a users lookup, an insert, putRecord, an update) against a bare
+    // putRecord, alternating, on a database of its own (FerretDB scans for every update).
+    const solo = ourUsers[0]!
+    const soloWriter = new Writer(await database('solo', [solo]), { pdsUrl: network.pdsUrl })
+    await soloWriter.post({ user: 'auth0|solo0', text: 'warm-up: one login' })
+    const [bare, post]: number[][] = [[], []]
+    for (let i = 0; i < samples; i++) {
+      bare.push((await timed(() => solo.agent.com.atproto.repo.putRecord({ repo: solo.did, collection: MOOD_NSID, rkey: TID.nextStr(), record: toRecord({ mood: `bare ${i}`, when: new Date() }) }))).ms)
+      post.push((await timed(() => soloWriter.post({ user: 'auth0|solo0', text: `ours ${i}` }))).ms)
+    }
+
+    // An applyWrites call writes to one repo: the least is ceil(moods/200) calls per user, plus one login each.
+    const perUser = Array.from({ length: users }, (_, u) => Math.floor(n / users) + (u < n % users ? 1 : 0))
+    const least = perUser.reduce((sum, k) => sum + Math.ceil(k / 200), 0) + users
+    const row = (label: string, reqs: number, ms: number, records: number) => [label, int(reqs), fmt(ms / 1000), int(n / (ms / 1000)), int(records), int(records - n)]
+    return {
+      title: `writer: ${n} moods over ${users} users (local PDS; ${mongo.label})`,
+      tables: [
+        { headers: ['path', 'PDS requests', 'wall s', 'moods/s', 'records on the PDS', 'duplicates'], rows: [row(LABELS.seed, n, seed.ms, seedRecords), row(LABELS.ours, ourRequests, ours.ms, ourRecords)] },
+        {
+          headers: [`single post, ${samples} samples`, 'p50 ms', 'p99 ms'],
+          rows: [['bare putRecord', fmt(median(bare)), fmt(percentile(bare, 0.99))], ['writer.post', fmt(median(post)), fmt(percentile(post, 0.99))]],
+        },
+      ],
+      notes: [
+        `wall time seed/ours = ${ratio(seed.ms / ours.ms)} (target >= 10x); PDS requests ${ourRequests}, the least possible ${least} (the issue's ceil(n/200)+users = ${Math.ceil(n / 200) + users})`,
+        `a second flush sent ${againRequests} requests; post adds p50 ${fmt(median(post) - median(bare))} ms over a bare putRecord (target <= 5 ms)`,
+      ],
+      metrics: { 'seed moods/s': n / (seed.ms / 1000), 'ours moods/s': n / (ours.ms / 1000), 'seed / ours wall time': seed.ms / ours.ms, 'bare putRecord p50 ms': median(bare), 'post p50 ms': median(post) },
+      counts: {
+        'seed: records on the PDS': [seedRecords, n],
+        'ours: records on the PDS': [ourRecords, n],
+        'ours: flush written': [ours.value.written, n],
+        'ours: flush failed': [ours.value.failed, 0],
+        'ours: PDS requests, the least possible': [ourRequests, least],
+        'second flush: written': [again.written, 0],
+        'second flush: PDS requests': [againRequests, 0],
+      },
+    }
+  } finally {
+    for (const db of dbs) await db.dropDatabase().catch(() => {})
+    await proxy.stop()
+    await network.stop()
+    await client.close()
+    await mongo.stop()
+  }
+}
+
+async function accounts(network: TestNetwork, prefix: string, count: number): Promise<TestAccount[]> {
   const list: TestAccount[] = []
-  for (let i = 0; i < USERS; i++) list.push(await network.createAccount(`${prefix}${i}`))
+  for (let i = 0; i < count; i++) list.push(await network.createAccount(`${prefix}${i}`))
   return list
 }
-async function countRecords(who: TestAccount): Promise<number> {
+
+async function countRecords(accounts: TestAccount[]): Promise<number> {
   let total = 0
-  let cursor: string | undefined
-  do {
-    const page = await who.agent.com.atproto.repo.listRecords({ repo: who.did, collection: MOOD_NSID, limit: 100, cursor })
-    total += page.data.records.length
-    cursor = page.data.records.length ? page.data.cursor : undefined
-  } while (cursor)
+  for (const who of accounts) {
+    let cursor: string | undefined
+    do {
+      const page = await who.agent.com.atproto.repo.listRecords({ repo: who.did, collection: MOOD_NSID, limit: 100, cursor })
+      total += page.data.records.length
+      cursor = page.data.records.length ? page.data.cursor : undefined
+    } while (cursor)
+  }
   return total
 }
-const text = (i: number) => `mood ${i}: ${'a quiet afternoon, '.repeat(1 + (i % 5))}`
 
-// Baseline: the seed's way, one createRecord per mood (with one login per user, which is
-// kinder than the seed: it logged in for every post).
-const seedUsers = await accounts('seed')
-let t = performance.now()
-let seedRequests = 0
-for (let i = 0; i < N; i++) {
-  const who = seedUsers[i % USERS]!
-  await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: toRecord({ mood: text(i), when: new Date() }) })
-  seedRequests++
-}
-const seedMs = performance.now() - t
-let seedRecords = 0
-for (const who of seedUsers) seedRecords += await countRecords(who)
-
-// Ours: the moods are queued in MongoDB, then flushed through applyWrites.
-const ourUsers = await accounts('ours')
-await db.collection(COLLECTIONS.users).insertMany(ourUsers.map((u, i) => ({ _id: `auth0|ours${i}` as never, atproto: { did: u.did, password: u.password } })))
-const writer = new Writer(db, { pdsUrl: proxy.url, log: createLogger({ level: 'silent' }) })
-const before = requests()
-t = performance.now()
-for (let i = 0; i < N; i++) await writer.enqueue({ user: `auth0|ours${i % USERS}`, text: text(i) })
-const enqueueMs = performance.now() - t
-const flushed = await writer.flush({ limit: N })
-const ourMs = performance.now() - t
-const ourRequests = requests() - before
-const again = await writer.flush({ limit: N })
-const againRequests = requests() - before - ourRequests
-let ourRecords = 0
-for (const who of ourUsers) ourRecords += await countRecords(who)
-
-// Latency of one post: writer.post (MongoDB insert, putRecord, MongoDB update) vs a bare
-// putRecord, on a database of its own: the test server scans a collection for every update, so
-// 2,100 documents would measure FerretDB, not the writer.
-const soloDb = mongo.db(`moodsync_bench_writer_solo_${process.pid}`)
-await ensureIndexes(soloDb)
-await soloDb.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|ours0' as never, atproto: { did: ourUsers[0]!.did, password: ourUsers[0]!.password } })
-const soloWriter = new Writer(soloDb, { pdsUrl: network.pdsUrl, log: createLogger({ level: 'silent' }) })
-await soloWriter.post({ user: 'auth0|ours0', text: 'warm-up: one login' })
-const solo = ourUsers[0]!
-const bare: number[] = []
-const ours: number[] = []
-for (let i = 0; i < LATENCY_SAMPLES; i++) {
-  let s = performance.now()
-  await solo.agent.com.atproto.repo.putRecord({ repo: solo.did, collection: MOOD_NSID, rkey: TID.nextStr(), record: toRecord({ mood: `bare ${i}`, when: new Date() }) })
-  bare.push(performance.now() - s)
-  s = performance.now()
-  await soloWriter.post({ user: 'auth0|ours0', text: `ours ${i}` })
-  ours.push(performance.now() - s)
-}
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!
-
-// Each account's moods need their own applyWrites calls: the least possible is the sum over
-// users of ceil(moods/200), plus one login each. ceil(n/200) + users assumes accounts can share.
-const perUser = Array.from({ length: USERS }, (_, u) => Math.floor(N / USERS) + (u < N % USERS ? 1 : 0))
-const bound = perUser.reduce((sum, n) => sum + Math.ceil(n / 200), 0) + USERS
-console.log(`\nwriter: ${N} moods over ${USERS} users (local PDS, ${process.env.MONGODB_URI ? 'MONGODB_URI' : 'FerretDB'})\n`)
-console.log('| path | PDS requests | wall s | moods/s | records on the PDS | duplicates |')
-console.log('| --- | ---: | ---: | ---: | ---: | ---: |')
-console.log(`| seed: createRecord per mood | ${seedRequests} | ${(seedMs / 1000).toFixed(1)} | ${Math.round(N / (seedMs / 1000))} | ${seedRecords} | ${seedRecords - N} |`)
-console.log(`| ours: enqueue + flush (applyWrites) | ${ourRequests} | ${(ourMs / 1000).toFixed(1)} | ${Math.round(N / (ourMs / 1000))} | ${ourRecords} | ${ourRecords - N} |`)
-console.log(`\nratios: wall time seed/ours = ${(seedMs / ourMs).toFixed(1)}x (target >= 10x); PDS requests ${ourRequests} vs the least possible, sum of ceil(moods/200) per user + one login per user = ${bound} (${ourRequests <= bound ? 'met' : 'missed'}; the issue's ceil(n/200)+users = ${Math.ceil(N / 200) + USERS})`)
-console.log(`ours: enqueue (MongoDB only) ${(enqueueMs / 1000).toFixed(1)} s, flush wrote ${flushed.written}, failed ${flushed.failed}; a second flush sent ${againRequests} requests and wrote ${again.written}`)
-console.log(`\nsingle post, ${LATENCY_SAMPLES} samples: bare putRecord p50 ${pct(bare, 50).toFixed(1)} ms, p99 ${pct(bare, 99).toFixed(1)} ms; writer.post p50 ${pct(ours, 50).toFixed(1)} ms, p99 ${pct(ours, 99).toFixed(1)} ms`)
-console.log(`added latency p50 ${(pct(ours, 50) - pct(bare, 50)).toFixed(1)} ms (target <= 5 ms), ratio ${(pct(ours, 50) / pct(bare, 50)).toFixed(2)}x`)
-
-await proxy.stop()
-await network.stop()
-await db.dropDatabase()
-await soloDb.dropDatabase()
-await mongo.close()
-await ferret?.stop()
+await script(import.meta, run)
