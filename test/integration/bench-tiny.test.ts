@@ -1,0 +1,59 @@
+import { describe, expect, inject, it } from 'vitest'
+import { run as apply } from '../../bench/apply.ts'
+import { run as backfill } from '../../bench/backfill.ts'
+import { run as firehosePath } from '../../bench/firehose-path.ts'
+import { run as latency } from '../../bench/latency.ts'
+import { problems, type Result } from '../../bench/lib/report.ts'
+import { run as soak } from '../../bench/soak.ts'
+import { run as writer } from '../../bench/writer.ts'
+
+// Every bench has a tiny mode that the suite runs, so a bench that breaks or mislabels fails
+// here; these need a PDS (each starts its own TestNetwork) or MongoDB (the suite's server).
+process.env.BENCH_QUIET = '1'
+const mongoUri = () => inject('mongoUri')
+
+/** No failed check, every metric finite and > 0, and the first table's rows are `labels`. */
+function expectSane(result: Result, labels?: readonly string[]): void {
+  expect(problems(result)).toEqual([])
+  expect(Object.keys(result.metrics).length).toBeGreaterThan(0)
+  expect(Object.keys(result.counts).length).toBeGreaterThan(0)
+  if (labels) expect(result.tables[0]!.rows.map((row) => row[0])).toEqual(labels)
+}
+
+describe('benches, tiny size', () => {
+  it('apply: every batch size inserts every op; the replay finds all unchanged', async () => {
+    const result = await apply({ size: 'tiny', mongoUri: mongoUri() })
+    expectSane(result, ['apply, batch 1', 'apply, batch 10', 'apply, batch 100', 'apply, batch 1000', 'raw bulkWrite insertOne, 1000, ordered', 'replay (all unchanged), batch 1000'])
+    expect(result.counts['replay: unchanged']).toEqual([40, 40])
+  })
+
+  it('firehose-path: ours and plain keep exactly the moods written, from the PDS and recorded', async () => {
+    const result = await firehosePath({ size: 'tiny' })
+    expectSane(result, ['pds', 'recorded'].flatMap((s) => ['raw WebSocket drain (floor)', 'ours: FirehoseSource (src/)', 'plain: @atproto/sync Firehose'].map((p) => `${s}: ${p}`)))
+    expect(result.counts['recorded: ours: moods kept']).toEqual([6, 6])
+  })
+
+  it('latency: every mood written on the PDS is applied and timed, in both modes', async () => {
+    const result = await latency({ size: 'tiny', mongoUri: mongoUri() })
+    expectSane(result, ['firehose (PDS direct, verified)', 'jetstream (bridge from the PDS)'])
+    expect(result.counts['jetstream: moods timed']).toEqual([5, 5])
+  })
+
+  it('writer: the outbox writes every mood once, in the least PDS requests', async () => {
+    const result = await writer({ size: 'tiny', mongoUri: mongoUri() })
+    expectSane(result, ['seed: createRecord per mood', 'ours: enqueue + flush (applyWrites)'])
+    expect(result.counts['ours: records on the PDS']).toEqual([20, 20])
+  })
+
+  it('backfill: run 1 stores every mood, run 2 writes nothing', async () => {
+    const result = await backfill({ size: 'tiny', mongoUri: mongoUri() })
+    expectSane(result, ['raw getRepo fetch', 'RepoReader.read only', 'backfill run 1 (empty db)', 'backfill run 2 (unchanged)', 'backfill --force (re-read)'])
+    expect(result.counts['round 1: run 1 documents stored']).toEqual([15, 15])
+  })
+
+  it('soak --sink mongo: MongoDB ends as the last event on each record says', async () => {
+    const result = await soak({ size: 'tiny', mongoUri: mongoUri(), sink: 'mongo' })
+    expectSane(result)
+    expect(result.counts['documents not as the last event says']).toEqual([0, 0])
+  })
+})
