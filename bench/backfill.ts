@@ -78,7 +78,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     forEachConcurrent(dids, o.concurrency, undefined, async (did) => {
       const res = await fetch(`${network.pdsUrl}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(did)}`)
       if (!res.ok) throw new Error(`getRepo ${did}: ${res.status}`)
-      carBytes += (await res.arrayBuffer()).byteLength
+      const body = await res.arrayBuffer()
+      carBytes += body.byteLength
     })
   const readOnly = async () => {
     const r = reader()
