@@ -138,13 +138,19 @@ async function replay(path: keyof typeof PATHS, url: string, plcUrl: string, bac
     const abort = new AbortController()
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS)
     const source = new FirehoseSource({ url, idResolver: createIdResolver(plcUrl) })
+    let commits = 0
     for await (const event of source.events(abort.signal, backlog.from)) {
-      if (event.kind === 'commit') for (const op of event.ops) if (op.action === 'upsert') kept.add(`at://${event.did}/${op.collection}/${op.rkey} ${op.cid}`)
+      if (event.kind === 'commit') {
+        commits++
+        for (const op of event.ops) if (op.action === 'upsert') kept.add(`at://${event.did}/${op.collection}/${op.rkey} ${op.cid}`)
+      }
       if (event.kind === 'invalid') throw new Error(`ours: invalid event: ${event.reason}`)
       if (event.cursor !== undefined && event.cursor >= backlog.lastSeq) break
     }
     clearTimeout(timer)
     abort.abort()
+    // Every commit it kept was verified (signature and MST proofs), none skipped.
+    if (source.stats.verifiedCommits !== commits) throw new Error(`ours: ${source.stats.verifiedCommits} commits verified of ${commits} kept`)
   } else {
     // Handles are not verified: `.test` handles do not resolve, and ours does not verify them either.
     const idResolver = new IdResolver({ plcUrl, fetch: globalThis.fetch, didCache: new MemoryCache() })

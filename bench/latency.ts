@@ -9,8 +9,8 @@
  *   t0 = our own bare subscriber on the PDS's subscribeRepos got its frame (the PDS emitted it);
  *   ts = the service's source yielded it (the source is the App's own, `createSource()`,
  *        passed to `ingestService({ source })` through a pass-through that notes the time);
- *   t1 = the indexer's `state.appliedCursor` reached its cursor: the batch holding it is
- *        durable in MongoDB (looked at every millisecond, so t1 is late by up to ~1 ms).
+ *   t1 = the indexer's `onApplied` hook reported a cursor covering it: the batch holding it
+ *        is durable in MongoDB.
  * Reported: t1 - t0 (the latency beyond what the PDS itself takes), and its source part ts - t0.
  * Baseline in the same run: a bare client's insertOne round trip to the same server, probed
  * every 5th mood (apply inserts a new mood first: one insert is its least cost).
@@ -114,15 +114,14 @@ async function runRound(mode: Mode, c: RoundContext): Promise<void> {
   const app = new App(parseConfig({ MONGODB_URI: c.uri, MONGODB_DB: c.db, MOODSYNC_HTTP_PORT: '0', MOODSYNC_OUTBOX: 'off', MOODSYNC_AUTO_BACKFILL: 'off', ...env }))
   const sourced = new Map<string, { at: number; cursor: number }>()
   const applied = new Map<string, number>()
-  const service = app.ingestService({ source: noting(app.createSource(), sourced) })
-  await service.start()
-  // The indexer's state says what is durable: each mood is applied once its cursor is covered.
-  const watch = setInterval(() => {
-    const cursor = service.indexer.state.appliedCursor
+  // The indexer says when a batch is durable: each mood is applied once its cursor is covered.
+  const onApplied = (_batch: unknown, cursor: number | undefined) => {
     if (cursor === undefined) return
     const at = performance.now()
     for (const [rkey, s] of sourced) if (s.cursor <= cursor && !applied.has(rkey)) applied.set(rkey, at)
-  }, 1)
+  }
+  const service = app.ingestService({ source: noting(app.createSource(), sourced), onApplied })
+  await service.start()
   const scratch = c.client.db(c.db).collection('bench_probe')
   try {
     await waitFor(() => service.source.stats.connected, { what: `the ${mode} source to connect` })
@@ -152,7 +151,6 @@ async function runRound(mode: Mode, c: RoundContext): Promise<void> {
     const stored = await c.client.db(c.db).collection(COLLECTIONS.moods).countDocuments({ 'atproto.rkey': { $in: [...warm, ...rkeys] } })
     c.counts[`${mode}: moods in MongoDB, round ${c.round + 1}`] = [stored, warm.length + rkeys.length]
   } finally {
-    clearInterval(watch)
     await service.destroy()
     await jetstream?.stop()
   }

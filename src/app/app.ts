@@ -12,7 +12,7 @@ import type { AnyCollection } from '../sync/collection.ts'
 import { moodCollection } from '../sync/mood.ts'
 import type { Database } from '../store/database.ts'
 import { Writer, type WriterOptions } from '../writer/writer.ts'
-import { IngestService } from './service.ts'
+import { IngestService, type IngestServiceOptions } from './service.ts'
 
 /** The record types this build indexes: a new one is one definition added here. */
 export const COLLECTIONS_INDEXED: readonly AnyCollection[] = [moodCollection]
@@ -72,8 +72,8 @@ export class App implements AsyncDisposable {
   }
 
   /** The deployed indexer on this app: it owns the app from then on and destroys it last. */
-  ingestService(opts: { source?: Source } = {}): IngestService {
-    return new IngestService({ app: this, source: opts.source ?? this.createSource(), collections: COLLECTIONS_INDEXED })
+  ingestService(opts: Pick<IngestServiceOptions, 'onApplied'> & { source?: Source } = {}): IngestService {
+    return new IngestService({ app: this, source: opts.source ?? this.createSource(), collections: COLLECTIONS_INDEXED, onApplied: opts.onApplied })
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Source } from '../ingest/events.ts'
-import { Indexer } from '../ingest/indexer.ts'
+import { Indexer, type IndexerOptions } from '../ingest/indexer.ts'
 import type { Store } from '../store/store.ts'
 import type { AnyCollection } from '../sync/collection.ts'
 import { BackfillWorker } from '../reconcile/worker.ts'
@@ -12,6 +12,8 @@ export interface IngestServiceOptions {
   app: App
   source: Source
   collections: readonly AnyCollection[]
+  /** Passed to the indexer: called once each batch is durable. */
+  onApplied?: IndexerOptions['onApplied']
 }
 
 /**
@@ -35,7 +37,7 @@ export class IngestService implements AsyncDisposable {
     this.#app = app
     this.source = opts.source
     this.metrics = createServiceMetrics()
-    this.indexer = new Indexer({ store: app.store, source: this.source, collections: opts.collections, log, metrics: this.metrics.ingest })
+    this.indexer = new Indexer({ store: app.store, source: this.source, collections: opts.collections, log, metrics: this.metrics.ingest, onApplied: opts.onApplied })
     if (app.config.outbox) {
       const gauge = this.metrics.outbox
       this.#workers.push(new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set(n, { state })) }))

@@ -47,7 +47,8 @@ async function isEmptyRepo(blocks: unknown): Promise<boolean> {
  */
 export class FirehoseSource implements Source {
   readonly id: string
-  readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
+  /** `verifiedCommits`: commits whose signature and proofs were checked (every one kept). */
+  readonly stats: SourceStats & { verifiedCommits: number } = { connected: false, reconnects: 0, framesReceived: 0, verifiedCommits: 0 }
   readonly #opts: FirehoseSourceOptions
   readonly #log: Logger
   readonly #collections: ReadonlySet<string>
@@ -178,6 +179,7 @@ export class FirehoseSource implements Source {
       try {
         const { unverified } = await verifyProofs(blocks, claims, did, key)
         if (unverified.length > 0) throw new Error(`${unverified.length} op(s) not proven by the commit`)
+        this.stats.verifiedCommits++
         return
       } catch (err) {
         // A rotated key makes the cached one fail: refresh once before calling it invalid.

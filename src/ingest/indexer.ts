@@ -45,6 +45,8 @@ export interface IndexerOptions {
   cursorSaveIntervalMs?: number
   /** Backoff for a batch that fails to apply (MongoDB down): retried until it succeeds. */
   storeBackoff?: Backoff
+  /** Called once a batch is durable in MongoDB, with its last cursor (benchmarks time it). */
+  onApplied?: (batch: readonly IngestEvent[], cursor: number | undefined) => void
 }
 
 export interface IndexerState {
@@ -94,6 +96,7 @@ export class Indexer {
         if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
         const cursor = lastCursor(batch)
         if (cursor !== undefined) this.state.appliedCursor = cursor
+        this.#opts.onApplied?.(batch, cursor)
         this.metrics.connected.set(source.stats.connected ? 1 : 0)
         this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)
         reconnectsSeen = source.stats.reconnects
