@@ -15,7 +15,8 @@ import { JetstreamSource } from '../src/ingest/jetstream.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { int, knobs, pairedRatio, ratio, rounds, script, summarise, verdict, type Result, type RunOptions, type Sample } from './lib/report.ts'
-import { startFrameServer, StopAt } from './lib/servers.ts'
+import { MemoryStore } from '../rig/memory-store.ts'
+import { startFrameServer } from './lib/servers.ts'
 
 const SIZES = { tiny: { events: 2_000, rounds: 1 }, full: { events: 200_000, rounds: 5 } }
 
@@ -117,11 +118,14 @@ async function oursIndexer(url: string, n: number, counts: Result['counts']): Pr
   const abort = new AbortController()
   const source = new JetstreamSource({ url })
   let ms = 0
-  const store = new StopAt(n, () => {
+  const store = new MemoryStore()
+  // The clock stops when the indexer says the batch holding the last event is applied.
+  const onApplied = () => {
+    if (store.applied.inserted + store.applied.updated + store.applied.deleted + store.applied.stale < n) return
     ms ||= performance.now() - started
     abort.abort()
-  })
-  const indexer = new Indexer({ store, source })
+  }
+  const indexer = new Indexer({ store, source, onApplied })
   const started = performance.now()
   await indexer.run(abort.signal)
   counts['indexer: moods inserted'] = [store.applied.inserted, n]

@@ -1,7 +1,6 @@
 /**
  * The bench library, part 2: what the benches run against. MongoDB (the URI given, else
- * MONGODB_URI, else a FerretDB started here), one WebSocket frame server, a firehose tap, and
- * an in-memory store that tells when an indexer run is done.
+ * MONGODB_URI, else a FerretDB started here), one WebSocket frame server and a firehose tap.
  *
  * The frame server serves the same frames (text or binary) to every client that connects,
  * whatever its URL or cursor, as pre-framed WebSocket bytes in 256 KiB writes with TCP
@@ -19,7 +18,6 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { decodeAll } from '@atproto/lex-cbor'
 import WebSocket from 'ws'
 import { FerretDbServer } from '../../rig/ferretdb.ts'
-import { MemoryStore } from '../../rig/memory-store.ts'
 import { isMain } from './report.ts'
 
 export interface Mongo {
@@ -192,26 +190,4 @@ export function firehoseTap(url: string, onFrame: (frame: TapFrame, data: Buffer
   })
   const opened = new Promise<void>((resolve, reject) => ws.once('open', () => resolve()).once('error', reject))
   return { opened, close: () => ws.terminate() }
-}
-
-/** rig/memory-store.ts's store, calling `done` once `n` ops are applied: where an indexer run's clock stops. */
-export class StopAt extends MemoryStore {
-  readonly #n: number
-  readonly #done: () => void
-
-  constructor(n: number, done: () => void) {
-    super()
-    this.#n = n
-    this.#done = done
-  }
-
-  override records(collection: string) {
-    const inner = super.records(collection)
-    const apply: typeof inner.apply = async (ops) => {
-      const result = await inner.apply(ops)
-      if (this.applied.inserted + this.applied.updated + this.applied.deleted + this.applied.stale >= this.#n) this.#done()
-      return result
-    }
-    return { ...inner, apply }
-  }
 }
