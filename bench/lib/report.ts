@@ -40,8 +40,12 @@ export interface Result {
 }
 
 /** What is wrong with a result (empty when nothing): the script exits 1 on any, the tiny test fails. */
-export function problems(result: Result): string[] {
+export function problems(result: Result, labels?: readonly string[]): string[] {
   const out: string[] = []
+  if (Object.keys(result.metrics).length === 0) out.push('no metrics')
+  if (Object.keys(result.counts).length === 0) out.push('no counts')
+  const rows = result.tables[0]?.rows.map((row) => row[0]) ?? []
+  if (labels && JSON.stringify(rows) !== JSON.stringify(labels)) out.push(`rows ${JSON.stringify(rows)}, want ${JSON.stringify(labels)}`)
   for (const [name, value] of Object.entries(result.metrics)) if (!(Number.isFinite(value) && value > 0)) out.push(`${name}: ${value} (want a finite number > 0)`)
   for (const [name, [got, want]] of Object.entries(result.counts)) if (got !== want) out.push(`${name}: ${got}, want ${want}`)
   return out

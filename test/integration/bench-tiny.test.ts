@@ -12,13 +12,8 @@ import { run as writer } from '../../bench/writer.ts'
 process.env.BENCH_QUIET = '1'
 const mongoUri = () => inject('mongoUri')
 
-/** No failed check, every metric finite and > 0, and the first table's rows are `labels`. */
-function expectSane(result: Result, labels?: readonly string[]): void {
-  expect(problems(result)).toEqual([])
-  expect(Object.keys(result.metrics).length).toBeGreaterThan(0)
-  expect(Object.keys(result.counts).length).toBeGreaterThan(0)
-  if (labels) expect(result.tables[0]!.rows.map((row) => row[0])).toEqual(labels)
-}
+/** No failed check (counts as generated, metrics finite and > 0), and the first table's rows are `labels`. */
+const expectSane = (result: Result, labels?: readonly string[]) => expect(problems(result, labels)).toEqual([])
 
 describe('benches, tiny size', () => {
   it('apply: every batch size inserts every op; the replay finds all unchanged', async () => {
