@@ -71,10 +71,20 @@ describe('writer: MongoDB first, then the PDS', () => {
   })
 
   it('an edit and a delete follow on both sides; a stale edit is refused', async () => {
+    // Each step waits for the indexer's echo first: FerretDB v1 applies an update as a
+    // read-modify-write, so an echo landing in the same instant as an edit can undo the edit
+    // there (MongoDB applies one document's updates atomically; the guards cover the rest).
+    const confirmed = (id: string, cid: string | undefined) =>
+      waitFor(async () => {
+        const at = (await moods().findOne({ _id: new ObjectId(id) }))?.atproto
+        return at?.state === 'confirmed' && at.cid === cid
+      }, { what: 'the echo to confirm the write' })
     const res = await writer.post({ user: 'auth0|alice', text: 'first draft' })
+    await confirmed(res.id, res.cid)
     const edited = await writer.edit({ user: 'auth0|alice', id: res.id, text: 'second draft', expectCid: res.cid })
     expect(DONE).toContain(edited.state)
     expect((await record(alice, res.rkey!))?.value).toMatchObject({ mood: 'second draft' })
+    await confirmed(res.id, edited.cid)
     // An edit made from the old version is stale, here...
     await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: 'from an old tab', expectCid: res.cid })).rejects.toBeInstanceOf(StaleEditError)
     // ...and when another client changed the record on the PDS meanwhile.
