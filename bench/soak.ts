@@ -75,7 +75,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
   let mongo: Mongo | undefined
   let real: Store | undefined
   const memory = new MemoryStore()
-  for (const u of users) memory.users_.set(u.did, u._id)
+  for (const u of users) memory.owners.set(u.did, u._id)
   if (o.sink === 'mongo') {
     mongo = await startMongo(external)
     real = new Store({ mongodb: { uri: mongo.uri, db: `bench_soak_${process.pid}` } })

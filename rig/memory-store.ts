@@ -9,10 +9,11 @@ import type { QuarantineEntry } from '../src/store/quarantine.ts'
  * tests use the real store (src/store/) on a real server.
  */
 export class MemoryStore implements IndexerStore {
-  readonly records_ = new Map<string, Map<string, RecordOp<object>>>()
+  readonly #tables = new Map<string, Map<string, RecordOp<object>>>()
   readonly quarantined: QuarantineEntry[] = []
   readonly queued = new Set<string>()
-  readonly users_ = new Map<string, string>()
+  /** DID -> platform user, for what `users.resolve` answers. */
+  readonly owners = new Map<string, string>()
   readonly applied: ApplyResult = emptyApplyResult()
   #cursors = new Map<string, number>()
   batches = 0
@@ -30,14 +31,14 @@ export class MemoryStore implements IndexerStore {
     },
   }
   readonly users = {
-    resolve: async (dids: Iterable<string>) => new Map([...new Set(dids)].map((did) => [did, this.users_.get(did) ?? null])),
+    resolve: async (dids: Iterable<string>) => new Map([...new Set(dids)].map((did) => [did, this.owners.get(did) ?? null])),
     invalidate: () => {},
   }
   readonly forgotten = { since: async () => new Map<string, number>() }
 
   records(collection: string) {
-    let docs = this.records_.get(collection)
-    if (!docs) this.records_.set(collection, (docs = new Map()))
+    let docs = this.#tables.get(collection)
+    if (!docs) this.#tables.set(collection, (docs = new Map()))
     const table = docs
     return {
       apply: async (ops: readonly RecordOp<object>[]) => {
@@ -63,6 +64,6 @@ export class MemoryStore implements IndexerStore {
 
   /** Records now live (upserted last) in a collection. */
   live(collection: string): number {
-    return [...(this.records_.get(collection)?.values() ?? [])].filter((op) => op.kind === 'upsert').length
+    return [...(this.#tables.get(collection)?.values() ?? [])].filter((op) => op.kind === 'upsert').length
   }
 }

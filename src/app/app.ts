@@ -1,3 +1,4 @@
+import type { IdResolver } from '@atproto/identity'
 import { createIdResolver } from '../atproto/identity.ts'
 import { RepoReader } from '../atproto/repo-reader.ts'
 import type { Config } from '../config.ts'
@@ -44,12 +45,15 @@ export class App implements AsyncDisposable {
   readonly sync: RepoSync
   readonly writer: Writer
   readonly #abort = new AbortController()
+  /** One DID cache for the repo reader and the firehose: a key resolved once serves both. */
+  readonly #idResolver: IdResolver
 
   constructor(config: Config, opts: AppOptions = {}) {
     this.config = config
     this.log = opts.log ?? silentLogger
+    this.#idResolver = createIdResolver(config.plcUrl)
     this.store = new Store({ mongodb: config.mongodb, logger: this.log, recordCollections: COLLECTIONS_INDEXED.map((def) => def.mongoCollection) })
-    this.reader = new RepoReader({ idResolver: createIdResolver(config.plcUrl), collection: moodCollection.nsid, log: this.log, signal: opts.signal ? AbortSignal.any([opts.signal, this.#abort.signal]) : this.#abort.signal, fetch: opts.fetch })
+    this.reader = new RepoReader({ idResolver: this.#idResolver, collection: moodCollection.nsid, log: this.log, signal: opts.signal ? AbortSignal.any([opts.signal, this.#abort.signal]) : this.#abort.signal, fetch: opts.fetch })
     this.sync = new RepoSync({ store: this.store, reader: this.reader, log: this.log })
     this.writer = createWriter(this.store, { pdsUrl: config.pdsUrl, secret: config.secret, log: this.log, fetch: opts.fetch })
   }
@@ -68,7 +72,7 @@ export class App implements AsyncDisposable {
   createSource(): Source {
     const collections = COLLECTIONS_INDEXED.map((def) => def.nsid)
     if (this.config.source === 'jetstream') return new JetstreamSource({ url: this.config.jetstreamUrl, collections, log: this.log })
-    return new FirehoseSource({ url: this.config.firehoseUrl, collections, idResolver: createIdResolver(this.config.plcUrl), log: this.log })
+    return new FirehoseSource({ url: this.config.firehoseUrl, collections, idResolver: this.#idResolver, log: this.log })
   }
 
   /** The deployed indexer on this app: it owns the app from then on and destroys it last. */

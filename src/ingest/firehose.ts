@@ -51,11 +51,12 @@ export class FirehoseSource implements Source {
   readonly stats: SourceStats & { verifiedCommits: number } = { connected: false, reconnects: 0, framesReceived: 0, verifiedCommits: 0 }
   readonly #opts: FirehoseSourceOptions
   readonly #log: Logger
-  readonly #collections: ReadonlySet<string>
+  /** `nsid/`, one per collection kept: a foreign op costs one `startsWith` each, no allocation. */
+  readonly #prefixes: readonly string[]
 
   constructor(opts: FirehoseSourceOptions) {
     this.#opts = opts
-    this.#collections = new Set(opts.collections ?? [MOOD_NSID])
+    this.#prefixes = (opts.collections ?? [MOOD_NSID]).map((nsid) => `${nsid}/`)
     this.#log = (opts.log ?? silentLogger).child({ component: 'firehose' })
     this.id = `firehose:${opts.url}`
   }
@@ -132,9 +133,9 @@ export class FirehoseSource implements Source {
   async #commit(seq: number, did: string, rev: string, ops: RepoOp[], blocks: unknown, emittedAt?: number): Promise<IngestEvent[]> {
     const ours: { op: RepoOp; collection: string; rkey: string }[] = []
     for (const op of ops) {
-      const slash = typeof op?.path === 'string' ? op.path.indexOf('/') : -1
-      if (slash < 0 || !this.#collections.has(op.path.slice(0, slash))) continue
-      ours.push({ op, collection: op.path.slice(0, slash), rkey: op.path.slice(slash + 1) })
+      if (typeof op?.path !== 'string') continue
+      const prefix = this.#prefixes.find((p) => op.path.startsWith(p))
+      if (prefix !== undefined) ours.push({ op, collection: prefix.slice(0, -1), rkey: op.path.slice(prefix.length) })
     }
     if (ours.length === 0) return [{ kind: 'skip', cursor: seq, emittedAt }]
     if (!(blocks instanceof Uint8Array)) return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame has no blocks' }]

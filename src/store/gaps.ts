@@ -22,8 +22,4 @@ export class GapStore {
     await this.#docs.updateOne({ _id }, { $setOnInsert: { ...gap, at: new Date() } }, { upsert: true })
     return this.#backfill.add(await this.#indexedDids(), gap.reason)
   }
-
-  async count(): Promise<number> {
-    return this.#docs.countDocuments()
-  }
 }

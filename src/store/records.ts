@@ -1,6 +1,6 @@
 import { ObjectId, type AnyBulkWriteOperation, type Collection, type Db, type Document, type Filter } from 'mongodb'
 import { StoreError } from '../errors.ts'
-import { BULK_CHUNK } from './bulk.ts'
+import { bulkWriteChunked } from './bulk.ts'
 import { COLLECTIONS, type MoodFields, type RecordDoc } from './collections.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
 import { emptyApplyResult, type ApplyResult, type RecordOp, type UpsertOp } from './ops.ts'
@@ -108,7 +108,7 @@ export class RecordStore<F extends object> {
       plan.result.unchanged -= inserted.amid
       if (plan.writes.length === 0) return plan.result
       try {
-        if ((await this.#write(plan.writes)) === plan.updates) return plan.result
+        if ((await bulkWriteChunked(this.#docs, plan.writes)).matchedCount === plan.updates) return plan.result
       } catch (err) {
         if (!isDuplicateKey(err)) throw new StoreError('applying a batch of records failed', { cause: err })
       }
@@ -208,16 +208,6 @@ export class RecordStore<F extends object> {
       result.inserted++
     }
     return { result, writes, updates }
-  }
-
-  /**
-   * Ordered chunks: FerretDB v1 wedges a database on an update command of 100 statements or
-   * more (rig/ferretdb); real MongoDB pays a few round trips per thousand. Returns the matches.
-   */
-  async #write(writes: AnyBulkWriteOperation<Document>[]): Promise<number> {
-    let matched = 0
-    for (let i = 0; i < writes.length; i += BULK_CHUNK) matched += (await this.#docs.bulkWrite(writes.slice(i, i + BULK_CHUNK), { ordered: true })).matchedCount
-    return matched
   }
 
   async #findExisting(ops: readonly RecordOp<F>[]): Promise<Map<string, RecordDoc<F>>> {

@@ -21,7 +21,6 @@ export interface CollectionDefinition<V = unknown, F extends object = object> {
 export type Parsed<V> = { ok: true; value: V } | { ok: false; reason: string }
 
 /** Any definition, whatever its value type: what the pipeline holds. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyCollection = CollectionDefinition<any, object>
 
 /** A record created or updated in a commit, as the network sent it: unvalidated. */
