@@ -43,7 +43,8 @@ export class App implements AsyncDisposable {
   readonly store: Store
   readonly reader: RepoReader
   readonly sync: RepoSync
-  readonly writer: Writer
+  readonly #fetch?: typeof globalThis.fetch
+  #writer?: Writer
   readonly #abort = new AbortController()
   /** One DID cache for the repo reader and the firehose: a key resolved once serves both. */
   readonly #idResolver: IdResolver
@@ -55,7 +56,13 @@ export class App implements AsyncDisposable {
     this.store = new Store({ mongodb: config.mongodb, logger: this.log, recordCollections: COLLECTIONS_INDEXED.map((def) => def.mongoCollection) })
     this.reader = new RepoReader({ idResolver: this.#idResolver, collection: moodCollection.nsid, log: this.log, signal: opts.signal ? AbortSignal.any([opts.signal, this.#abort.signal]) : this.#abort.signal, fetch: opts.fetch })
     this.sync = new RepoSync({ store: this.store, reader: this.reader, log: this.log })
-    this.writer = createWriter(this.store, { pdsUrl: config.pdsUrl, secret: config.secret, log: this.log, fetch: opts.fetch })
+    this.#fetch = opts.fetch
+  }
+
+  /** Built on first use: its key derivation (scrypt, with MOODSYNC_SECRET) is start-up work only writers need. */
+  get writer(): Writer {
+    this.#writer ??= createWriter(this.store, { pdsUrl: this.config.pdsUrl, secret: this.config.secret, log: this.log, fetch: this.#fetch })
+    return this.#writer
   }
 
   /** Connects to MongoDB, creates indexes and runs the storage migrations. */
