@@ -1,5 +1,5 @@
 // `npm start`: the whole indexer on a fresh machine, no accounts or servers needed. Starts the
-// test rig's real PDS + PLC and MongoDB-wire server (FerretDB; or MONGODB_URI), runs
+// test rig's real PDS + PLC and MongoDB-wire server (mongo-java-server; or MONGODB_URI), runs
 // `moodsync ingest` against them, posts moods from a plain ATProto client for two accounts,
 // and shows each one arriving in MongoDB. Ctrl-C stops everything cleanly.
 import { parseArgs } from 'node:util'
@@ -9,7 +9,7 @@ import { App } from '../src/app/app.ts'
 import { createLogger } from '../src/logger.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../src/store/collections.ts'
-import { FerretDbServer } from '../rig/ferretdb.ts'
+import { startMongoServer } from '../rig/mongo-server.ts'
 import { JetstreamServer } from '../rig/jetstream-server.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
 import { waitFor } from '../rig/wait.ts'
@@ -31,9 +31,9 @@ try {
   say('moodsync demo: starting a local PDS + PLC and a MongoDB-wire server on 127.0.0.1 …')
   let mongoUri = process.env.MONGODB_URI
   if (!mongoUri) {
-    const ferret = await FerretDbServer.start()
-    teardown.push(() => ferret.stop())
-    mongoUri = ferret.uri
+    const server = await startMongoServer(undefined, say)
+    teardown.push(() => server.stop())
+    mongoUri = server.uri
   }
   const network = await TestNetwork.start()
   teardown.push(() => network.stop())

@@ -1,7 +1,7 @@
 import { ConfigError } from './errors.ts'
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-export type SourceKind = 'jetstream' | 'firehose'
+export type SourceKind = 'jetstream' | 'firehose' | 'tap'
 
 export interface Config {
   mongodb: { uri: string; db: string }
@@ -11,6 +11,8 @@ export interface Config {
   /** A relay or PDS `com.atproto.sync.subscribeRepos` endpoint. */
   firehoseUrl: string
   plcUrl: string
+  /** A Tap instance (its HTTP base; events come over its `/channel` WebSocket, with acks). */
+  tap: { url: string; adminPassword: string | undefined; addUsers: boolean }
   source: SourceKind
   /** Key material for credentials stored encrypted; absent means plain-text passwords only. */
   secret: string | undefined
@@ -33,6 +35,8 @@ export const DEFAULTS = {
   JETSTREAM_URL: 'wss://jetstream2.us-east.bsky.network/subscribe',
   FIREHOSE_URL: 'wss://bsky.network/xrpc/com.atproto.sync.subscribeRepos',
   PLC_URL: 'https://plc.directory',
+  TAP_URL: 'http://127.0.0.1:2480',
+  MOODSYNC_TAP_ADD_USERS: 'on',
   MOODSYNC_SOURCE: 'jetstream',
   LOG_LEVEL: 'info',
   MOODSYNC_HTTP_HOST: '127.0.0.1',
@@ -64,7 +68,13 @@ export function parseConfig(env: Env): Config {
     jetstreamUrl: url('JETSTREAM_URL', get('JETSTREAM_URL'), ['ws:', 'wss:']),
     firehoseUrl: url('FIREHOSE_URL', get('FIREHOSE_URL'), ['ws:', 'wss:']),
     plcUrl: url('PLC_URL', get('PLC_URL'), ['http:', 'https:']),
-    source: oneOf('MOODSYNC_SOURCE', get('MOODSYNC_SOURCE'), ['jetstream', 'firehose'] as const),
+    tap: {
+      url: url('TAP_URL', get('TAP_URL'), ['http:', 'https:']),
+      // Tap's Basic-auth password: never logged, never echoed.
+      adminPassword: env.TAP_ADMIN_PASSWORD === undefined || env.TAP_ADMIN_PASSWORD === '' ? undefined : env.TAP_ADMIN_PASSWORD,
+      addUsers: oneOf('MOODSYNC_TAP_ADD_USERS', get('MOODSYNC_TAP_ADD_USERS').toLowerCase(), ['on', 'off'] as const) === 'on',
+    },
+    source: oneOf('MOODSYNC_SOURCE', get('MOODSYNC_SOURCE'), ['jetstream', 'firehose', 'tap'] as const),
     secret: secret('MOODSYNC_SECRET', env.MOODSYNC_SECRET),
     logLevel: oneOf('LOG_LEVEL', get('LOG_LEVEL').toLowerCase(), LOG_LEVELS),
     http: {

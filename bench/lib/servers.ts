@@ -1,6 +1,6 @@
 /**
  * The bench library, part 2: what the benches run against. MongoDB (the URI given, else
- * MONGODB_URI, else a FerretDB started here), one WebSocket frame server and a firehose tap.
+ * MONGODB_URI, else the rig's server: mongo-java-server, or FerretDB with MOODSYNC_TEST_MONGO=ferretdb), one WebSocket frame server and a firehose tap.
  *
  * The frame server serves the same frames (text or binary) to every client that connects,
  * whatever its URL or cursor, as pre-framed WebSocket bytes in 256 KiB writes with TCP
@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 import { decodeAll } from '@atproto/lex-cbor'
 import WebSocket from 'ws'
-import { FerretDbServer } from '../../rig/ferretdb.ts'
+import { startMongoServer } from '../../rig/mongo-server.ts'
 import { isMain } from './report.ts'
 
 export interface Mongo {
@@ -26,11 +26,11 @@ export interface Mongo {
   stop: () => Promise<void>
 }
 
-/** A MongoDB-wire server for one bench run: `uri`, else MONGODB_URI, else a FerretDB of its own. */
+/** A MongoDB-wire server for one bench run: `uri`, else MONGODB_URI, else one of the rig's own. */
 export async function startMongo(uri = process.env.MONGODB_URI): Promise<Mongo> {
   if (uri) return { uri, label: process.env.MONGODB_URI === uri ? 'MongoDB at MONGODB_URI' : 'the MongoDB-wire server given', stop: async () => {} }
-  const ferret = await FerretDbServer.start()
-  return { uri: ferret.uri, label: 'FerretDB v1.24 (SQLite backend, rig/ferretdb.ts)', stop: () => ferret.stop() }
+  const server = await startMongoServer()
+  return { uri: server.uri, label: server.label, stop: () => server.stop() }
 }
 
 export type Frame = string | Uint8Array

@@ -5,6 +5,7 @@ import type { Config } from '../config.ts'
 import { FirehoseSource } from '../ingest/firehose.ts'
 import type { Source } from '../ingest/events.ts'
 import { JetstreamSource } from '../ingest/jetstream.ts'
+import { TapSource } from '../ingest/tap.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { ReconcileContext } from '../reconcile/inspect.ts'
 import { RepoSync } from '../reconcile/repo-sync.ts'
@@ -79,6 +80,10 @@ export class App implements AsyncDisposable {
   createSource(): Source {
     const collections = COLLECTIONS_INDEXED.map((def) => def.nsid)
     if (this.config.source === 'jetstream') return new JetstreamSource({ url: this.config.jetstreamUrl, collections, log: this.log })
+    if (this.config.source === 'tap') {
+      const { url, adminPassword, addUsers } = this.config.tap
+      return new TapSource({ url, adminPassword, collections, log: this.log, repos: addUsers ? () => this.store.users.allDids() : undefined })
+    }
     return new FirehoseSource({ url: this.config.firehoseUrl, collections, idResolver: this.#idResolver, log: this.log })
   }
 

@@ -83,6 +83,11 @@ export interface Source {
   readonly id: string
   events(signal: AbortSignal, from?: number): AsyncIterable<IngestEvent>
   readonly stats: SourceStats
+  /**
+   * Told of each batch once it is durable in MongoDB, for a source whose server keeps the
+   * position and waits for acknowledgements (Tap) rather than resuming from our cursor.
+   */
+  acknowledge?(events: readonly IngestEvent[]): void
 }
 
 export interface SourceStats {

@@ -96,6 +96,7 @@ export class Indexer {
         if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
         const cursor = lastCursor(batch)
         if (cursor !== undefined) this.state.appliedCursor = cursor
+        source.acknowledge?.(batch)
         this.#opts.onApplied?.(batch, cursor)
         this.metrics.connected.set(source.stats.connected ? 1 : 0)
         this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)

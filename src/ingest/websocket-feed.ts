@@ -6,6 +6,8 @@ import type { SourceStats } from './events.ts'
 export interface Message {
   data: Buffer
   isBinary: boolean
+  /** Sends on the connection this message came on; false when that one has closed. */
+  reply(text: string): boolean
 }
 
 export interface FeedOptions {
@@ -21,6 +23,8 @@ export interface FeedOptions {
   maxPayload?: number
   /** A connection that stays up this long resets the backoff. */
   stableAfterMs?: number
+  /** Sent with every connection's upgrade request (Tap's Basic auth). */
+  headers?: Record<string, string>
 }
 
 /**
@@ -54,7 +58,12 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
       wake = undefined
     }
     const url = opts.url()
-    const socket = new WebSocket(url, { maxPayload: opts.maxPayload ?? 8 * 1024 * 1024 })
+    const socket = new WebSocket(url, { maxPayload: opts.maxPayload ?? 8 * 1024 * 1024, headers: opts.headers })
+    const reply = (text: string): boolean => {
+      if (socket.readyState !== WebSocket.OPEN) return false
+      socket.send(text)
+      return true
+    }
     let paused = false
     let stableTimer: NodeJS.Timeout | undefined
     socket.on('open', () => {
@@ -66,7 +75,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       stats.framesReceived++
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
-      queue.push({ data: buf, isBinary })
+      queue.push({ data: buf, isBinary, reply })
       if (!paused && queue.length >= highWater) {
         paused = true
         socket.pause()

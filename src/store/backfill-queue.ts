@@ -1,11 +1,13 @@
 import type { Collection, Db } from 'mongodb'
-import { bulkWriteChunked } from './bulk.ts'
+import { bulkWrite } from './bulk.ts'
 import { COLLECTIONS, type BackfillDoc } from './collections.ts'
 
 /** Repos to be read whole (gaps, `#sync`, an interrupted discovery); the backfill drains it. */
 export class BackfillQueue {
   readonly #docs: Collection<BackfillDoc>
+  readonly #db: Db
   constructor(db: Db) {
+    this.#db = db
     this.#docs = db.collection<BackfillDoc>(COLLECTIONS.backfill)
   }
 
@@ -13,7 +15,8 @@ export class BackfillQueue {
   async add(dids: readonly string[], reason: string): Promise<number> {
     if (dids.length === 0) return 0
     const since = new Date()
-    await bulkWriteChunked(
+    await bulkWrite(
+      this.#db,
       this.#docs,
       dids.map((did) => ({ updateOne: { filter: { _id: did }, update: { $setOnInsert: { reason, since } }, upsert: true } })),
     )

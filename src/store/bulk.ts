@@ -1,16 +1,16 @@
-import type { AnyBulkWriteOperation, Collection, Document } from 'mongodb'
+import type { AnyBulkWriteOperation, Collection, Db, Document } from 'mongodb'
+import { capabilitiesOf } from './capabilities.ts'
 
 /**
- * FerretDB v1 keeps each statement of an update command open until the command ends, from a
- * pool of 100 SQLite connections: a command with 100 statements waits forever and wedges the
- * database. Sending ordered chunks of 50 costs real MongoDB a few round trips per thousand.
+ * One ordered bulk write, sent in commands no larger than the server handles (on MongoDB one
+ * command, split by the driver at its own limit; on FerretDB v1, chunks of 50: capabilities.ts).
  */
-export const BULK_CHUNK = 50
-
-export async function bulkWriteChunked<T extends Document>(collection: Collection<T>, ops: AnyBulkWriteOperation<T>[]): Promise<{ matchedCount: number }> {
+export async function bulkWrite<T extends Document>(db: Db, collection: Collection<T>, ops: AnyBulkWriteOperation<T>[]): Promise<{ matchedCount: number }> {
+  if (ops.length === 0) return { matchedCount: 0 }
+  const { maxWriteBatch } = await capabilitiesOf(db)
   let matchedCount = 0
-  for (let i = 0; i < ops.length; i += BULK_CHUNK) {
-    const res = await collection.bulkWrite(ops.slice(i, i + BULK_CHUNK), { ordered: true })
+  for (let i = 0; i < ops.length; i += maxWriteBatch) {
+    const res = await collection.bulkWrite(ops.length > maxWriteBatch ? ops.slice(i, i + maxWriteBatch) : ops, { ordered: true })
     matchedCount += res.matchedCount
   }
   return { matchedCount }

@@ -1,4 +1,5 @@
 import type { Db, IndexDescription, MongoServerError } from 'mongodb'
+import { capabilitiesOf } from './capabilities.ts'
 import { COLLECTIONS } from './collections.ts'
 
 /**
@@ -34,10 +35,22 @@ const INDEXES: Record<string, IndexDescription[]> = {
  * already, so every start may call it.
  */
 export async function ensureIndexes(db: Db, recordCollections: readonly string[] = [COLLECTIONS.moods]): Promise<void> {
-  for (const name of recordCollections) await createIndex(db, name, RECORD_KEY_INDEX)
+  const { partialIndexes } = await capabilitiesOf(db)
+  for (const name of recordCollections) await createIndex(db, name, partialIndexes ? RECORD_KEY_INDEX : withoutPartialFilter(RECORD_KEY_INDEX))
   for (const [name, indexes] of Object.entries(INDEXES)) {
-    for (const index of indexes) await createIndex(db, name, index)
+    for (const index of indexes) await createIndex(db, name, partialIndexes ? index : withoutPartialFilter(index))
   }
+}
+
+/**
+ * For a server that does not enforce partial filters (capabilities.ts): a sparse index skips
+ * documents that lack every key field, which is what the filter achieves for the documents
+ * that have no ATProto record yet. MongoDB itself always gets the partial index.
+ */
+function withoutPartialFilter(index: IndexDescription): IndexDescription {
+  if (!index.partialFilterExpression) return index
+  const { partialFilterExpression: _, ...rest } = index
+  return { ...rest, sparse: true }
 }
 
 const NOT_IMPLEMENTED = 238
@@ -46,10 +59,10 @@ async function createIndex(db: Db, collection: string, index: IndexDescription):
   try {
     await db.collection(collection).createIndexes([index])
   } catch (err) {
-    // FerretDB v1 has no partial indexes, but its unique indexes already skip documents that
-    // lack the field, which is what the partial filter achieves on MongoDB.
-    if ((err as MongoServerError).code !== NOT_IMPLEMENTED || !index.partialFilterExpression) throw err
-    const { partialFilterExpression: _, ...plain } = index
+    // FerretDB v1 has no sparse indexes either, but its unique indexes already skip documents
+    // that lack the field.
+    if ((err as MongoServerError).code !== NOT_IMPLEMENTED || !index.sparse) throw err
+    const { sparse: _, ...plain } = index
     await db.collection(collection).createIndexes([plain])
   }
 }

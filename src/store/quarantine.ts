@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { Db } from 'mongodb'
-import { bulkWriteChunked } from './bulk.ts'
+import { bulkWrite } from './bulk.ts'
 import { COLLECTIONS, type QuarantineDoc } from './collections.ts'
 
 export type QuarantineEntry = Omit<QuarantineDoc, '_id' | 'at'>
@@ -20,7 +20,8 @@ export class QuarantineStore {
   async add(entries: readonly QuarantineEntry[]): Promise<void> {
     if (entries.length === 0) return
     const at = new Date()
-    await bulkWriteChunked(
+    await bulkWrite(
+      this.#db,
       this.#db.collection<QuarantineDoc>(COLLECTIONS.quarantine),
       entries.map(dropUndefined).map((entry) => {
         const _id = idOf([entry.source, entry.did, entry.rkey, entry.cid, entry.cursor, entry.reason])

@@ -1,6 +1,6 @@
 import { ObjectId, type AnyBulkWriteOperation, type Collection, type Db, type Document, type Filter } from 'mongodb'
 import { StoreError } from '../errors.ts'
-import { bulkWriteChunked } from './bulk.ts'
+import { bulkWrite } from './bulk.ts'
 import { COLLECTIONS, type MoodFields, type RecordDoc } from './collections.ts'
 import { isDuplicateKey } from './mongo-errors.ts'
 import { emptyApplyResult, type ApplyResult, type RecordOp, type UpsertOp } from './ops.ts'
@@ -25,8 +25,10 @@ export class RecordStore<F extends object> {
   // builds them untyped and types what it returns.
   readonly #docs: Collection<Document>
   readonly #repos: RepoStateStore
+  readonly #db: Db
 
   constructor(db: Db, name: string, opts: { repos?: RepoStateStore } = {}) {
+    this.#db = db
     this.collection = db.collection<RecordDoc<F>>(name)
     this.#docs = db.collection(name)
     this.#repos = opts.repos ?? new RepoStateStore(db)
@@ -108,7 +110,7 @@ export class RecordStore<F extends object> {
       plan.result.unchanged -= inserted.amid
       if (plan.writes.length === 0) return plan.result
       try {
-        if ((await bulkWriteChunked(this.#docs, plan.writes)).matchedCount === plan.updates) return plan.result
+        if ((await bulkWrite(this.#db, this.#docs, plan.writes)).matchedCount === plan.updates) return plan.result
       } catch (err) {
         if (!isDuplicateKey(err)) throw new StoreError('applying a batch of records failed', { cause: err })
       }
@@ -133,9 +135,12 @@ export class RecordStore<F extends object> {
       return { ops: new Set(fresh), all: fresh.length === ops.length, amid: 0 }
     } catch (err) {
       if (!isDuplicateKey(err)) throw new StoreError('applying a batch of records failed', { cause: err })
-      // The server's own count of the documents it did insert, for the report only.
-      const amid = (err as { insertedCount?: unknown }).insertedCount
-      return { ops: new Set(), all: false, amid: typeof amid === 'number' ? amid : 0 }
+      // The server's own count of the documents it did insert, for the report only. It can be
+      // no more than the inserts it did not refuse: mongo-java-server counts the refused ones too.
+      const { insertedCount, writeErrors } = err as { insertedCount?: unknown; writeErrors?: unknown }
+      const refused = Array.isArray(writeErrors) ? writeErrors.length : 1
+      const amid = typeof insertedCount === 'number' ? Math.max(0, Math.min(insertedCount, fresh.length - refused)) : 0
+      return { ops: new Set(), all: false, amid }
     }
   }
 

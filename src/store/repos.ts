@@ -1,11 +1,13 @@
 import type { Collection, Db } from 'mongodb'
-import { bulkWriteChunked } from './bulk.ts'
+import { bulkWrite } from './bulk.ts'
 import { COLLECTIONS, type RepoStateDoc } from './collections.ts'
 
 /** How far each repo has been read whole: a later read at the same rev has nothing to do. */
 export class RepoStateStore {
   readonly #docs: Collection<RepoStateDoc>
+  readonly #db: Db
   constructor(db: Db) {
+    this.#db = db
     this.#docs = db.collection<RepoStateDoc>(COLLECTIONS.repos)
   }
 
@@ -22,7 +24,8 @@ export class RepoStateStore {
   async saveMany(states: readonly Omit<RepoStateDoc, 'syncedAt'>[]): Promise<void> {
     if (states.length === 0) return
     const syncedAt = new Date()
-    await bulkWriteChunked(
+    await bulkWrite(
+      this.#db,
       this.#docs,
       states.map(({ _id, ...state }) => ({ updateOne: { filter: { _id }, update: { $set: { ...state, syncedAt } }, upsert: true } })),
     )

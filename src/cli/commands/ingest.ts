@@ -8,14 +8,14 @@ import type { Command } from '../command.ts'
 export const ingest: Command = {
   name: 'ingest',
   summary: 'run the indexer until SIGINT/SIGTERM; resumes from its saved cursor',
-  usage: 'moodsync ingest [--source jetstream|firehose] [--url URL]',
+  usage: 'moodsync ingest [--source jetstream|firehose|tap] [--url URL]',
   async run({ argv, env, stderr, signal }) {
     const { values } = parseArgs({ args: argv, options: { source: { type: 'string' }, url: { type: 'string' } } })
     // Flags override the environment, and go through the same validation.
     const overrides: Record<string, string> = {}
     if (values.source !== undefined) overrides.MOODSYNC_SOURCE = values.source
     const source = values.source ?? env.MOODSYNC_SOURCE ?? DEFAULTS.MOODSYNC_SOURCE
-    if (values.url !== undefined) overrides[source === 'firehose' ? 'FIREHOSE_URL' : 'JETSTREAM_URL'] = values.url
+    if (values.url !== undefined) overrides[source === 'firehose' ? 'FIREHOSE_URL' : source === 'tap' ? 'TAP_URL' : 'JETSTREAM_URL'] = values.url
     let config: Config
     try {
       config = parseConfig({ ...env, ...overrides })
