@@ -1,6 +1,6 @@
 /**
  * Write-to-visible latency in both source modes, through the deployed indexer (App ->
- * IngestService) on a real PDS (TestNetwork) and MongoDB (MONGODB_URI, else FerretDB).
+ * IngestService) on a real PDS (TestNetwork) and MongoDB (MONGODB_URI, else the rig's mongo-java-server), through the real relay and Jetstream.
  *
  *   node bench/latency.ts [--moods 100] [--rounds 2] [--interval-ms 30] [--tiny]
  *
@@ -22,7 +22,8 @@ import { parseConfig } from '../src/config.ts'
 import type { IngestEvent, Source } from '../src/ingest/events.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
-import { JetstreamServer } from '../rig/jetstream-server.ts'
+import { JetstreamDaemon } from '../rig/jetstream.ts'
+import { RelayServer } from '../rig/relay.ts'
 import { TestNetwork, type TestAccount } from '../rig/network.ts'
 import { waitFor } from '../rig/wait.ts'
 import { fmt, knobs, median, percentile, progress, script, type Result, type RunOptions } from './lib/report.ts'
@@ -32,7 +33,7 @@ const SIZES = { tiny: { moods: 5, rounds: 1, intervalMs: 30, warmup: 2 }, full: 
 const PROBE_EVERY = 5
 const PREFIX = `${MOOD_NSID}/`
 
-export const MODES = { firehose: 'firehose (PDS direct, verified)', jetstream: 'jetstream (bridge from the PDS)' } as const
+export const MODES = { firehose: 'firehose (through the relay, verified)', jetstream: 'jetstream (classic Jetstream on the PDS)' } as const
 type Mode = keyof typeof MODES
 
 interface Samples {
@@ -87,7 +88,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
   return {
     title: `latency: PDS emit (t0) -> the indexer's applied cursor covers the mood (t1); ${o.rounds} rounds x ${o.moods} moods per mode, one every ~${o.intervalMs} ms, ${o.warmup} warm-up moods per round not counted; ${mongo.label}`,
     tables: [{ headers: ['mode', 'n', 'p50 ms', 'p99 ms', 'max ms', 'source p50 / p99 ms', 'bare insertOne p50 / p99 ms', 'p50 vs bare (x)', 'target p50<=10, p99<=50'], rows }],
-    notes: ['source = t0 -> the source yields the event (firehose: frame parse, signature and MST proof check; jetstream: the bridge and JSON). The rest of t1 - t0 is batching, the user lookup, MoodStore.apply and the inline cursor save.'],
+    notes: ['source = t0 -> the source yields the event (firehose: frame parse, signature and MST proof check; jetstream: Jetstream itself and JSON; firehose: the relay too). The rest of t1 - t0 is batching, the user lookup, MoodStore.apply and the inline cursor save.'],
     metrics,
     counts,
   }
@@ -109,8 +110,10 @@ interface RoundContext {
 }
 
 async function runRound(mode: Mode, c: RoundContext): Promise<void> {
-  const jetstream = mode === 'jetstream' ? await JetstreamServer.start({ firehoseUrl: c.network.firehoseUrl, plcUrl: c.network.plcUrl }) : undefined
-  const env = mode === 'firehose' ? { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: c.network.firehoseUrl, PLC_URL: c.network.plcUrl } : { MOODSYNC_SOURCE: 'jetstream', JETSTREAM_URL: jetstream!.url }
+  // The real servers production reads: Bluesky's relay (it flushes on a 100 ms timer) and classic Jetstream.
+  const relay = mode === 'firehose' ? await RelayServer.start({ pdsUrl: c.network.pdsUrl, plcUrl: c.network.plcUrl }) : undefined
+  const jetstream = mode === 'jetstream' ? await JetstreamDaemon.v1({ firehoseUrl: c.network.firehoseUrl }) : undefined
+  const env = relay ? { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: relay.firehoseUrl, PLC_URL: c.network.plcUrl } : { MOODSYNC_SOURCE: 'jetstream', JETSTREAM_URL: jetstream!.url }
   const app = new App(parseConfig({ MONGODB_URI: c.uri, MONGODB_DB: c.db, MOODSYNC_HTTP_PORT: '0', MOODSYNC_OUTBOX: 'off', MOODSYNC_AUTO_BACKFILL: 'off', ...env }))
   const sourced = new Map<string, { at: number; cursor: number }>()
   const applied = new Map<string, number>()
@@ -153,6 +156,7 @@ async function runRound(mode: Mode, c: RoundContext): Promise<void> {
   } finally {
     await service.destroy()
     await jetstream?.stop()
+    await relay?.stop()
   }
 }
 

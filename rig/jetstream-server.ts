@@ -1,9 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { getHandle, IdResolver } from '@atproto/identity'
-import { lexToJson } from '@atproto/lex'
-import { Firehose, type Event as FirehoseEvent } from '@atproto/sync'
 import { WebSocket, WebSocketServer, type RawData } from 'ws'
 
 export type JetstreamCommit =
@@ -52,10 +49,6 @@ export interface JetstreamServerOptions {
   port?: number
   /** How far back (µs before the newest event) the log reaches; unlimited by default. */
   windowUs?: number
-  /** A PDS firehose (`…/xrpc/com.atproto.sync.subscribeRepos` or the bare service) to bridge from. */
-  firehoseUrl?: string
-  /** Needed with `firehoseUrl`: identity events carry the handle from the DID document. */
-  plcUrl?: string
 }
 
 interface Logged {
@@ -76,12 +69,12 @@ interface Subscriber {
 const REPLAY_CHUNK = 64
 
 /**
- * A stand-in for Jetstream v1's `/subscribe`, on 127.0.0.1: an in-memory event log with
- * `time_us` cursors, replay then live tail, the `wantedCollections`/`wantedDids` filters and
- * `options_update`. Optionally fed from a PDS firehose, so tests can write through a real PDS.
+ * A HAND-WRITTEN STAND-IN for Jetstream v1's `/subscribe`, kept only for the faults the real
+ * Jetstream (rig/jetstream.ts) cannot be made to produce: hostile and malformed frames, and a
+ * cursor older than the replay window clamped without a word. Everything else is tested
+ * against the real servers. An in-memory event log on 127.0.0.1 with `time_us` cursors,
+ * replay then live tail, the `wantedCollections`/`wantedDids` filters and `options_update`.
  */
-/** The longest teardown waits for the bridge's firehose to notice it was destroyed. */
-const TEARDOWN_CAP_MS = 5_000
 
 export class JetstreamServer {
   readonly #http: Server
@@ -93,8 +86,6 @@ export class JetstreamServer {
   #connectCount = 0
   #lastCursorParam: string | null = null
   #optionsUpdates = 0
-  #firehose: Firehose | null = null
-  readonly #bridgeErrors: Error[] = []
   #stopped = false
 
   private constructor(http: Server, wss: WebSocketServer, windowUs: number) {
@@ -104,9 +95,6 @@ export class JetstreamServer {
   }
 
   static async start(opts: JetstreamServerOptions = {}): Promise<JetstreamServer> {
-    if (opts.firehoseUrl && !opts.plcUrl) {
-      throw new Error('JetstreamServer: bridging a firehose needs plcUrl (to resolve identities)')
-    }
     const http = createServer((_req, res) => {
       res.writeHead(404).end()
     })
@@ -120,7 +108,6 @@ export class JetstreamServer {
         resolve()
       })
     })
-    if (opts.firehoseUrl && opts.plcUrl) server.#bridge(opts.firehoseUrl, opts.plcUrl)
     return server
   }
 
@@ -151,11 +138,6 @@ export class JetstreamServer {
   /** The retained log, oldest first. */
   get events(): JetstreamEvent[] {
     return this.#log.map((l) => l.event)
-  }
-
-  /** Errors the firehose bridge reported (each one is an event that did not make it). */
-  get bridgeErrors(): readonly Error[] {
-    return this.#bridgeErrors
   }
 
   /** Appends to the log and sends to matching live subscribers; returns the assigned `time_us`. */
@@ -190,15 +172,6 @@ export class JetstreamServer {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
-    const firehose = this.#firehose
-    this.#firehose = null
-    if (firehose) {
-      // destroy() waits for the subscription loop to notice the abort; don't let a stuck
-      // reconnect wait hold up teardown.
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([firehose.destroy(), new Promise((resolve) => (timer = setTimeout(resolve, TEARDOWN_CAP_MS)))])
-      clearTimeout(timer)
-    }
     this.dropConnections()
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()))
     this.#http.closeAllConnections()
@@ -301,78 +274,6 @@ export class JetstreamServer {
     return true
   }
 
-  #bridge(firehoseUrl: string, plcUrl: string): void {
-    // Firehose wants the service origin and appends the XRPC path itself.
-    const service = firehoseUrl.replace(/^http/, 'ws').replace(/\/xrpc\/com\.atproto\.sync\.subscribeRepos\/?(\?.*)?$/, '').replace(/\/$/, '')
-    // Without our own fetch, IdResolver refuses http:// PLC URLs and every lookup fails.
-    const idResolver = new IdResolver({ plcUrl, fetch: globalThis.fetch })
-    // The first connection asks for the PDS's whole backlog and skips what was sequenced before
-    // now: a plain live connection would miss writes made before its handshake completes, and
-    // start() cannot tell when that is. Reconnects resume after the last seq seen.
-    const since = Date.now()
-    let lastSeq = 0
-    const firehose = new Firehose({
-      service,
-      idResolver,
-      unauthenticatedCommits: true,
-      unauthenticatedHandles: true,
-      subscriptionReconnectDelay: 200,
-      getCursor: () => lastSeq,
-      handleEvent: (evt) => {
-        lastSeq = Math.max(lastSeq, evt.seq)
-        if (this.#stopped || Date.parse(evt.time) < since) return
-        const converted = fromFirehose(evt)
-        if (converted) this.publish(converted)
-      },
-      onError: (err) => {
-        if (!this.#stopped) this.#bridgeErrors.push(err)
-      },
-    })
-    this.#firehose = firehose
-    // start() settles only after destroy(); stop() takes care of that.
-    void firehose.start()
-  }
-}
-
-function fromFirehose(evt: FirehoseEvent): JetstreamEventInput | null {
-  switch (evt.event) {
-    case 'create':
-    case 'update':
-      return {
-        did: evt.did,
-        kind: 'commit',
-        commit: {
-          rev: evt.rev,
-          operation: evt.event,
-          collection: evt.collection,
-          rkey: evt.rkey,
-          // Decoded with CIDs and bytes as objects; Jetstream sends their JSON forms.
-          record: lexToJson(evt.record) as Record<string, unknown>,
-          cid: evt.cid.toString(),
-        },
-      }
-    case 'delete':
-      return { did: evt.did, kind: 'commit', commit: { rev: evt.rev, operation: 'delete', collection: evt.collection, rkey: evt.rkey } }
-    case 'identity': {
-      // @atproto/sync drops the frame's handle when unauthenticatedHandles is on; the DID
-      // document's alsoKnownAs is the same claim.
-      const handle = evt.handle ?? (evt.didDocument ? getHandle(evt.didDocument) : undefined)
-      return {
-        did: evt.did,
-        kind: 'identity',
-        identity: { did: evt.did, ...(handle ? { handle } : {}), seq: evt.seq, time: evt.time },
-      }
-    }
-    case 'account':
-      return {
-        did: evt.did,
-        kind: 'account',
-        account: { active: evt.active, did: evt.did, seq: evt.seq, time: evt.time, ...(evt.status ? { status: evt.status } : {}) },
-      }
-    default:
-      // #sync has no Jetstream counterpart.
-      return null
-  }
 }
 
 function matches(sub: Subscriber, event: JetstreamEvent): boolean {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
 import { answers, Daemon, freePort } from './daemon.ts'
 import { goTool } from './tools.ts'
 
@@ -57,6 +56,7 @@ export class RelayServer {
 
     const first = await start()
     await first.daemon.stop({ keepData: true })
+    const { DatabaseSync } = await sqlite()
     const db = new DatabaseSync(join(first.daemon.dir, 'relay.sqlite'))
     try {
       // The hostname must be the one in the DID documents; last_seq -1: from the live tail.
@@ -82,5 +82,18 @@ export class RelayServer {
 
   async stop(): Promise<void> {
     await this.#daemon.stop()
+  }
+}
+
+/** node:sqlite, without the one-time "SQLite is an experimental feature" line on stderr. */
+async function sqlite(): Promise<typeof import('node:sqlite')> {
+  const emit = process.emitWarning
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    if (!String(warning).includes('SQLite')) (emit as (...a: unknown[]) => void).call(process, warning, ...rest)
+  }) as typeof process.emitWarning
+  try {
+    return await import('node:sqlite')
+  } finally {
+    process.emitWarning = emit
   }
 }

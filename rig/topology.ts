@@ -17,6 +17,13 @@ export interface TopologyOptions {
  * Jetstream v2, Tap), and PDS -> Jetstream classic. Only what is asked for is started (the
  * relay always: it is what production reads); `stop()` stops it all, in reverse.
  */
+interface Parts {
+  relay: RelayServer
+  jetstreamV1?: JetstreamDaemon
+  jetstreamV2?: JetstreamDaemon
+  tap?: TapDaemon
+}
+
 export class Topology {
   readonly relay: RelayServer
   readonly jetstreamV1?: JetstreamDaemon
@@ -24,7 +31,7 @@ export class Topology {
   readonly tap?: TapDaemon
   readonly #stops: (() => Promise<void>)[]
 
-  private constructor(parts: { relay: RelayServer; jetstreamV1?: JetstreamDaemon; jetstreamV2?: JetstreamDaemon; tap?: TapDaemon }, stops: (() => Promise<void>)[]) {
+  private constructor(parts: Parts, stops: (() => Promise<void>)[]) {
     this.relay = parts.relay
     this.jetstreamV1 = parts.jetstreamV1
     this.jetstreamV2 = parts.jetstreamV2
@@ -37,7 +44,7 @@ export class Topology {
     try {
       const relay = await RelayServer.start({ pdsUrl: network.pdsUrl, plcUrl: network.plcUrl })
       stops.push(() => relay.stop())
-      const parts: ConstructorParameters<typeof Topology>[0] = { relay }
+      const parts: Parts = { relay }
       if (opts.jetstreamV1) {
         const j = (parts.jetstreamV1 = await JetstreamDaemon.v1({ firehoseUrl: network.firehoseUrl }))
         stops.push(() => j.stop())

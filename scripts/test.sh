@@ -11,14 +11,8 @@ node bin/moodsync.js codegen --check
 echo "== typecheck (tsc)"
 tsc -p tsconfig.json
 
-echo "== FerretDB test server (cached build)"
-if [ -z "${MONGODB_URI:-}" ]; then
-  node --input-type=module -e "
-    const { buildFerretDb } = await import('./rig/ferretdb.ts')
-    console.log(await buildFerretDb((line) => console.log(line)))"
-else
-  echo "MONGODB_URI is set: the suite runs against that server"
-fi
+echo "== test rig: MongoDB-wire server and the real network programs (built once, cached in .cache/)"
+node rig/prepare.ts
 
 echo "== vitest"
 status=0

@@ -209,7 +209,7 @@ export class Indexer {
           // Routine on a relay (reactivations, repairs): that repo alone is read again.
           await store.backfill.add([event.did], event.reason)
           this.metrics.resyncs.inc()
-          this.#log.warn({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
+          this.#log.info({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
           break
         case 'skip':
           break

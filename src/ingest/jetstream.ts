@@ -21,7 +21,18 @@ export interface JetstreamSourceOptions {
 /** Public instances keep about 36 hours; assume a little less to warn before it bites. */
 const DEFAULT_WINDOW_US = 24 * 3600 * 1_000_000
 
-/** Jetstream v1: JSON events, cursor = `time_us`, filtered to our collections by the server. */
+/**
+ * Jetstream v2 tells its own sequence numbers (the `cursor` field of its events) from
+ * `time_us` cursors by size, below and above this; so do we.
+ */
+export const SEQ_CURSOR_LIMIT = 1_000_000_000_000_000
+
+/**
+ * Jetstream: JSON events filtered to our collections by the server. The cursor is `time_us`
+ * on classic Jetstream, and v2's own sequence (its events' `cursor` field) on v2, which
+ * replays from the start of a stored block: earlier events come again, and applying them
+ * again changes nothing.
+ */
 export class JetstreamSource implements Source {
   readonly id: string
   readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
@@ -47,7 +58,8 @@ export class JetstreamSource implements Source {
         const resumeAt = Math.max(0, cursor - (this.#opts.rewindUs ?? 0))
         u.searchParams.set('cursor', String(resumeAt))
         const nowUs = Date.now() * 1000
-        if (nowUs - resumeAt > windowUs) {
+        // Only a time cursor can be judged by age; a v2 sequence cursor too old is refused loudly.
+        if (resumeAt >= SEQ_CURSOR_LIMIT && nowUs - resumeAt > windowUs) {
           // The server will clamp this cursor without a word: whatever came before is lost.
           gap = { kind: 'gap', reason: `cursor ${resumeAt} is older than the replay window (${Math.round(windowUs / 3.6e9)} h)`, requested: resumeAt }
         }
@@ -82,7 +94,9 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
     return { kind: 'invalid', reason: 'event is not a JSON object', raw: truncate(text) }
   }
   const ev = value as Record<string, unknown>
-  const cursor = Number.isSafeInteger(ev.time_us) && (ev.time_us as number) > 0 ? (ev.time_us as number) : undefined
+  const timeUs = Number.isSafeInteger(ev.time_us) && (ev.time_us as number) > 0 ? (ev.time_us as number) : undefined
+  const seq = Number.isSafeInteger(ev.cursor) && (ev.cursor as number) > 0 && (ev.cursor as number) < SEQ_CURSOR_LIMIT ? (ev.cursor as number) : undefined
+  const cursor = timeUs === undefined ? undefined : (seq ?? timeUs)
   const bad = (reason: string, extra: { rkey?: string } = {}): IngestEvent => ({
     kind: 'invalid',
     cursor,
@@ -94,7 +108,7 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
   if (cursor === undefined) return bad('time_us is missing or not a positive integer')
   if (typeof ev.did !== 'string' || !DID.test(ev.did)) return bad('did is missing or not a DID')
   const did = ev.did
-  const emittedAt = cursor / 1000
+  const emittedAt = timeUs! / 1000
 
   switch (ev.kind) {
     case 'commit': {

@@ -25,8 +25,10 @@ export interface TapSourceOptions {
  * retry timeout, so the saved cursor (Tap's event id) is informative only.
  *
  * Tap sends no deletes when it backfills or resyncs a repo, only the records it finds: the
- * first non-live event of a repo on each connection also queues moodsync's own backfill of
- * that repo, which compares and deletes what the repo no longer has.
+ * first non-live event of each such run (the first of a repo, or the first after a live one)
+ * also queues moodsync's own backfill of that repo, which compares and deletes what the repo
+ * no longer has. A run that finds no record at all sends nothing to notice it by; `moodsync
+ * repair` finds those deletes.
  */
 export class TapSource implements Source {
   readonly id: string
@@ -47,7 +49,8 @@ export class TapSource implements Source {
   async *events(signal: AbortSignal): AsyncGenerator<IngestEvent> {
     const headers = this.#authorization ? { authorization: this.#authorization } : undefined
     const channel = `${this.#opts.url.replace(/^http/, 'ws')}/channel`
-    let resynced = new Set<string>()
+    // Repos in a Tap backfill run, as far as its events tell.
+    let backfilling = new Set<string>()
     let connections = this.stats.reconnects
     // Tap sends nothing until it tracks a repo: ask before the first event, not on it.
     void this.#addRepos(signal)
@@ -56,7 +59,7 @@ export class TapSource implements Source {
         // A new connection: Tap may resend a backfill, so each repo's compare is owed again;
         // and a Tap that restarted on an empty database tracks nothing until asked again.
         connections = this.stats.reconnects
-        resynced = new Set()
+        backfilling = new Set()
         void this.#addRepos(signal)
       }
       const events = parseTapEvent(message.data.toString('utf8'), this.#collections)
@@ -64,9 +67,12 @@ export class TapSource implements Source {
       const id = tapId(message.data)
       if (id !== undefined) this.#acks.set(last, () => message.reply(JSON.stringify({ type: 'ack', id })))
       for (const event of events) {
-        if (event.kind === 'commit' && !isLive(message.data) && !resynced.has(event.did)) {
-          resynced.add(event.did)
-          yield { kind: 'resync', cursor: event.cursor, did: event.did, reason: 'tap backfill (it sends no deletes)' }
+        if (event.kind === 'commit') {
+          if (isLive(message.data)) backfilling.delete(event.did)
+          else if (!backfilling.has(event.did)) {
+            backfilling.add(event.did)
+            yield { kind: 'resync', cursor: event.cursor, did: event.did, reason: 'tap backfill (it sends no deletes)' }
+          }
         }
         yield event
       }

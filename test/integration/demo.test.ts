@@ -5,8 +5,8 @@ import { describe, expect, inject, it } from 'vitest'
 const run = promisify(execFile)
 
 describe('npm start (scripts/demo.ts)', () => {
-  for (const source of ['firehose', 'jetstream']) {
-    it(`shows moods from a plain client arriving in MongoDB (${source}) and stops cleanly`, async () => {
+  for (const source of ['firehose', 'jetstream', 'tap']) {
+    it(`shows moods from @atproto/api and goat arriving in MongoDB through the real servers (${source}) and stops cleanly`, async () => {
       const { stdout } = await run(process.execPath, ['scripts/demo.ts', '--once', '--source', source], {
         env: { ...process.env, MONGODB_URI: inject('mongoUri') },
         timeout: 110_000,
@@ -15,6 +15,8 @@ describe('npm start (scripts/demo.ts)', () => {
       expect(stdout).toMatch(/"user":"auth0\|alice","mood":"morning light/)
       expect(stdout).toMatch(/"user":null,"mood":"posted from another ATProto app/)
       expect(stdout).toMatch(/"deleted":true/)
+      expect(stdout).toMatch(/with goat \(goat record create\)/)
+      expect(stdout).toMatch(/"mood":"coffee, then more code"/)
       expect(stdout).toMatch(/2 live, 1 deleted/)
       expect(stdout.trim().split('\n').pop()?.trim()).toBe('stopped cleanly')
     })

@@ -5,21 +5,26 @@ import type { IngestService } from '../../src/app/service.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_firehose')
 
-describe('ingest from a real PDS firehose', () => {
+// Production reads a relay: Bluesky's relay (indigo) re-verifies the PDS's commits and
+// numbers the stream itself, and this reads its `subscribeRepos`.
+describe('ingest from the relay firehose', () => {
   let network: TestNetwork
+  let relay: RelayServer
   let alice: TestAccount
   let bob: TestAccount
   let service: IngestService
   const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
   const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
-  const env = () => ({ MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
+  const env = () => ({ MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: relay.firehoseUrl, PLC_URL: network.plcUrl })
 
   beforeAll(async () => {
     network = await TestNetwork.start()
+    relay = await RelayServer.start({ pdsUrl: network.pdsUrl, plcUrl: network.plcUrl })
     alice = await network.createAccount('alice')
     bob = await network.createAccount('bob')
     await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|alice' as never, atproto: { did: alice.did, password: alice.password } })
@@ -28,6 +33,7 @@ describe('ingest from a real PDS firehose', () => {
   })
   afterAll(async () => {
     await service?.destroy()
+    await relay?.stop()
     await network?.stop()
   })
 
@@ -79,7 +85,7 @@ describe('ingest from a real PDS firehose', () => {
   it('serves /healthz and /metrics', async () => {
     const health = await fetch(`${service.ops.url}/healthz`)
     expect(health.status).toBe(200)
-    expect(await health.json()).toMatchObject({ healthy: true, connected: true, source: `firehose:${network.firehoseUrl}` })
+    expect(await health.json()).toMatchObject({ healthy: true, connected: true, source: `firehose:${relay.firehoseUrl}` })
     const metrics = await (await fetch(`${service.ops.url}/metrics`)).text()
     expect(metrics).toMatch(/^moodsync_records_applied_total\{result="inserted"\} \d+$/m)
     expect(metrics).toMatch(/^moodsync_quarantined_total\{kind="record"\} \d+$/m)
@@ -130,8 +136,8 @@ describe('ingest from a real PDS firehose', () => {
       )
     const before = await snapshot()
 
-    // Rewind the cursor to the start of the PDS's stream and replay everything.
-    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${network.firehoseUrl}` as never }, { $set: { cursor: 0 } })
+    // Rewind the cursor to the start of the relay's stream and replay everything.
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${relay.firehoseUrl}` as never }, { $set: { cursor: 0 } })
     service = await startIngest(t, env())
     await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved!, { what: 'the replay to reach the old cursor' })
     expect(await snapshot()).toBe(before)

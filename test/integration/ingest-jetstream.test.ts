@@ -5,39 +5,59 @@ import { JetstreamSource } from '../../src/ingest/jetstream.ts'
 import type { IngestService } from '../../src/app/service.ts'
 import { Backoff } from '../../src/retry.ts'
 import { startIngest } from '../../rig/ingest.ts'
+import { JetstreamDaemon } from '../../rig/jetstream.ts'
 import { JetstreamServer } from '../../rig/jetstream-server.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_jetstream')
+const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
+const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
+const snapshot = async () => JSON.stringify(await Promise.all([COLLECTIONS.moods, COLLECTIONS.quarantine].map((n) => t.db.collection(n).find().sort({ _id: 1 }).toArray())))
 
-describe('ingest from Jetstream (v1 /subscribe)', () => {
+// Classic Jetstream (v1) on the PDS's firehose, reached through a TCP proxy that can cut the line.
+describe('ingest from Jetstream (classic, the real server)', () => {
   let network: TestNetwork
-  let jetstream: JetstreamServer
+  let jetstream: JetstreamDaemon
+  let proxy: TcpProxy
+  let url: string
   let alice: TestAccount
   let service: IngestService
-  const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
-  const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
-  const fastSource = () => new JetstreamSource({ url: jetstream.url, backoff: new Backoff({ baseMs: 20, maxMs: 200 }) })
+  let firstCursor: number | undefined
+  const fastSource = () => new JetstreamSource({ url, backoff: new Backoff({ baseMs: 20, maxMs: 200 }) })
+  const start = () => startIngest(t, {}, { source: fastSource(), onApplied: (_batch, cursor) => void (firstCursor ??= cursor) })
+  const post = async (mood: string) => {
+    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
+    return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
+  }
 
   beforeAll(async () => {
     network = await TestNetwork.start()
-    jetstream = await JetstreamServer.start({ firehoseUrl: network.firehoseUrl, plcUrl: network.plcUrl })
+    jetstream = await JetstreamDaemon.v1({ firehoseUrl: network.firehoseUrl })
+    const target = new URL(jetstream.url)
+    proxy = await TcpProxy.start({ host: target.hostname, port: Number(target.port) })
+    url = `ws://127.0.0.1:${proxy.port}/subscribe`
     alice = await network.createAccount('alice')
     await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|alice' as never, atproto: { did: alice.did, password: alice.password } })
-    service = await startIngest(t, { JETSTREAM_URL: jetstream.url }, { source: fastSource() })
-    await waitFor(() => jetstream.connections === 1, { what: 'the Jetstream connection' })
+    service = await start()
+    await waitFor(() => service.source.stats.connected, { what: 'the Jetstream connection' })
   })
   afterAll(async () => {
     await service?.destroy()
+    await proxy?.stop()
     await jetstream?.stop()
     await network?.stop()
   })
 
-  it('subscribes to our collection only', () => {
-    expect(jetstream.lastCursorParam).toBeNull()
-    expect(service.source.id).toBe(`jetstream:${jetstream.url}`)
+  it('is sent our collection only (the server filters by wantedCollections)', async () => {
+    expect(service.source.id).toBe(`jetstream:${url}`)
+    const framesBefore = service.source.stats.framesReceived
+    await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: 'com.example.other', validate: false, record: { $type: 'com.example.other', text: 'not ours' } })
+    const mood = await post('after a foreign record')
+    await waitFor(() => byRkey(alice.did, mood.rkey).then((d) => d ?? undefined), { what: 'the mood' })
+    expect(service.source.stats.framesReceived - framesBefore).toBe(1)
   })
 
   it('moods created, updated and deleted with @atproto/api follow in MongoDB', async () => {
@@ -53,32 +73,30 @@ describe('ingest from Jetstream (v1 /subscribe)', () => {
     expect(await byRkey(alice.did, rkey)).toMatchObject({ mood: 'edited via jetstream', atproto: { cid: put.data.cid } })
   })
 
-  it('malformed frames and unknown kinds are quarantined; the stream goes on', async () => {
-    jetstream.sendRaw('{"did": "did:plc:broken", "time_us": ')
-    jetstream.sendRaw(JSON.stringify({ did: alice.did, time_us: Date.now() * 1000, kind: 'labels', labels: {} }))
-    jetstream.publish({ did: alice.did, kind: 'commit', commit: { rev: '3zzzzzzzzzz22', operation: 'create', collection: MOOD_NSID, rkey: '3lbadbadbad22', cid: 'bafyreibad', record: { $type: MOOD_NSID, mood: ['not', 'text'], when: 'now' } } })
-    const after = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'after the noise', when: new Date().toISOString() } })
-    await waitFor(() => byRkey(alice.did, after.data.uri.split('/').pop()!).then((d) => d ?? undefined), { what: 'the valid mood after bad frames' })
-    const q = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: service.source.id }).toArray()
-    expect(q.map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/malformed JSON/), expect.stringMatching(/unknown event kind "labels"/), expect.stringMatching(/mood/)]))
-    expect(q.find((e) => e.rkey === '3lbadbadbad22')).toMatchObject({ did: alice.did, cid: 'bafyreibad' })
-    expect(q.find((e) => /malformed/.test(e.reason))?.raw).toBe('{"did": "did:plc:broken", "time_us": ')
+  it('an invalid record is quarantined with its reason; the stream goes on', async () => {
+    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, validate: false, record: { $type: MOOD_NSID, mood: ['not', 'text'], when: 'now' } })
+    const badRkey = bad.data.uri.split('/').pop()!
+    const after = await post('after the invalid one')
+    await waitFor(() => byRkey(alice.did, after.rkey).then((d) => d ?? undefined), { what: 'the valid mood after the invalid one' })
+    const entry = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).findOne({ did: alice.did, rkey: badRkey })
+    expect(entry).toMatchObject({ source: service.source.id, cid: bad.data.cid, reason: expect.stringMatching(/mood/) })
+    expect(await byRkey(alice.did, badRkey)).toBeNull()
   })
 
-  it('reconnects after a drop and resumes from its cursor, missing nothing', async () => {
-    const before = jetstream.connectCount
-    const applied = service.indexer.state.appliedCursor!
-    jetstream.dropConnections()
-    const during = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'written while disconnected', when: new Date().toISOString() } })
-    await waitFor(() => jetstream.connectCount > before && jetstream.connections === 1, { what: 'the reconnect' })
-    expect(Number(jetstream.lastCursorParam)).toBeGreaterThanOrEqual(applied)
-    await waitFor(() => byRkey(alice.did, during.data.uri.split('/').pop()!).then((d) => d ?? undefined), { what: 'the mood written during the drop' })
+  it('reconnects after the line drops and resumes from its cursor, missing nothing written meanwhile', async () => {
+    const reconnects = service.source.stats.reconnects
+    await proxy.down()
+    await waitFor(() => !service.source.stats.connected, { what: 'the disconnect' })
+    const during = await post('written while disconnected')
+    await proxy.up()
+    await waitFor(() => service.source.stats.connected && service.source.stats.reconnects > reconnects, { what: 'the reconnect' })
+    // Only a resume from the saved position replays it: a fresh connection starts at the live tail.
+    await waitFor(() => byRkey(alice.did, during.rkey).then((d) => d ?? undefined), { what: 'the mood written during the drop' })
     expect(service.indexer.metrics.reconnects.get()).toBeGreaterThanOrEqual(1)
   })
 
   it('deactivation and reactivation follow through Jetstream account events', async () => {
-    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'hide me', when: new Date().toISOString() } })
-    const rkey = res.data.uri.split('/').pop()!
+    const { rkey } = await post('hide me')
     await waitFor(() => byRkey(alice.did, rkey).then((d) => d ?? undefined), { what: 'the mood' })
     await alice.agent.com.atproto.server.deactivateAccount({})
     await waitFor(async () => (await byRkey(alice.did, rkey))?.atproto?.hidden === 'deactivated', { what: 'hidden' })
@@ -90,43 +108,72 @@ describe('ingest from Jetstream (v1 /subscribe)', () => {
     await service.destroy()
     const saved = service.indexer.state.savedCursor!
     expect(saved).toBe(service.indexer.state.appliedCursor)
-    const snapshot = async () => JSON.stringify(await Promise.all([COLLECTIONS.moods, COLLECTIONS.quarantine].map((n) => t.db.collection(n).find().sort({ _id: 1 }).toArray())))
     const before = await snapshot()
-    const start = jetstream.events[0]!.time_us
+    const from = firstCursor!
+    expect(from).toBeLessThan(saved)
     for (let round = 0; round < 2; round++) {
-      await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `jetstream:${jetstream.url}` as never }, { $set: { cursor: start } })
-      service = await startIngest(t, {}, { source: fastSource() })
+      await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `jetstream:${url}` as never }, { $set: { cursor: from } })
+      service = await start()
       await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved, { what: `replay round ${round + 1}` })
-      expect(jetstream.lastCursorParam).toBe(String(start))
       await service.destroy()
       expect(await snapshot()).toBe(before)
+      expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
     }
     expect(await t.db.collection(COLLECTIONS.gaps).countDocuments()).toBe(0)
-    // A plain restart resumes from the saved cursor (the replays may have saved a later one,
-    // when the bridge delivered more events after the first stop).
-    const stored = (await t.db.collection(COLLECTIONS.cursors).findOne({ _id: `jetstream:${jetstream.url}` as never }))?.cursor as number
-    expect(stored).toBeGreaterThanOrEqual(saved)
-    service = await startIngest(t, {}, { source: fastSource() })
-    await waitFor(() => jetstream.connections === 1, { what: 'the resumed connection' })
-    expect(Number(jetstream.lastCursorParam)).toBe(stored)
+    service = await start()
+    const resumed = await post('after the replays')
+    await waitFor(() => byRkey(alice.did, resumed.rkey).then((d) => d ?? undefined), { what: 'the mood after resuming' })
+    expect(await moods().countDocuments({ 'atproto.did': alice.did })).toBe(JSON.parse(before)[0].length + 1)
+  })
+})
+
+// Faults the real server cannot be made to produce, on the hand-written stand-in (rig/jetstream-server.ts).
+describe('ingest from Jetstream: hostile frames and a silently clamped cursor (stand-in)', () => {
+  let service: IngestService | undefined
+  afterAll(async () => {
+    await service?.destroy()
+  })
+
+  it('malformed frames and unknown kinds are quarantined; the stream goes on', async () => {
+    const server = await JetstreamServer.start()
+    try {
+      const source = new JetstreamSource({ url: server.url })
+      service = await startIngest(t, {}, { source })
+      await waitFor(() => server.connections === 1, { what: 'the connection' })
+      const did = 'did:plc:hostileframes0000000000'
+      server.sendRaw('{"did": "did:plc:broken", "time_us": ')
+      server.sendRaw(JSON.stringify({ did, time_us: Date.now() * 1000, kind: 'labels', labels: {} }))
+      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz22', operation: 'create', collection: MOOD_NSID, rkey: '3lbadbadbad22', cid: 'bafyreibad', record: { $type: MOOD_NSID, mood: ['not', 'text'], when: 'now' } } })
+      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz33', operation: 'create', collection: MOOD_NSID, rkey: '3lgoodgood222', cid: 'bafyreigood', record: { $type: MOOD_NSID, mood: 'after the noise', when: new Date().toISOString() } } })
+      await waitFor(() => byRkey(did, '3lgoodgood222').then((d) => d ?? undefined), { what: 'the valid mood after bad frames' })
+      const q = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: source.id }).toArray()
+      expect(q.map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/malformed JSON/), expect.stringMatching(/unknown event kind "labels"/), expect.stringMatching(/mood/)]))
+      expect(q.find((e) => e.rkey === '3lbadbadbad22')).toMatchObject({ did, cid: 'bafyreibad' })
+      expect(q.find((e) => /malformed/.test(e.reason))?.raw).toBe('{"did": "did:plc:broken", "time_us": ')
+    } finally {
+      await service?.destroy()
+      service = undefined
+      await server.stop()
+    }
   })
 
   it('a cursor older than the replay window is detected as a gap and the repos are queued for backfill', async () => {
-    await service.destroy()
     const windowed = await JetstreamServer.start({ windowUs: 60_000_000 })
+    const did = 'did:plc:windowgap000000000000000'
+    await moods().insertOne({ user: null, mood: 'known', when: new Date(), atproto: { did, rkey: '3lknownknown2', cid: 'bafyknown', rev: '3lknownknown2' } } as never)
     try {
       const source = new JetstreamSource({ url: windowed.url, windowUs: 60_000_000 })
       const oldCursor = (Date.now() - 3_600_000) * 1000
       await t.db.collection(COLLECTIONS.cursors).insertOne({ _id: source.id as never, cursor: oldCursor, updatedAt: new Date() })
       service = await startIngest(t, { MOODSYNC_MAX_DISCONNECTED_SECONDS: '0.5' }, { source })
       await waitFor(() => windowed.connections === 1, { what: 'the connection' })
-      windowed.publish({ did: alice.did, kind: 'identity', identity: { did: alice.did, handle: 'alice.test', seq: 1, time: new Date().toISOString() } })
-      await waitFor(() => service.indexer.state.gaps === 1, { what: 'the gap' })
+      windowed.publish({ did, kind: 'identity', identity: { did, handle: 'gap.test', seq: 1, time: new Date().toISOString() } })
+      await waitFor(() => service!.indexer.state.gaps === 1, { what: 'the gap' })
       const gaps = await t.db.collection(COLLECTIONS.gaps).find({ source: source.id }).toArray()
       expect(gaps).toHaveLength(1)
       expect(gaps[0]).toMatchObject({ requested: oldCursor, reason: expect.stringMatching(/older than the replay window/) })
       const queued = await t.db.collection(COLLECTIONS.backfill).find().toArray()
-      expect(queued.map((d) => d._id)).toContain(alice.did)
+      expect(queued.map((d) => d._id)).toContain(did)
       const health = await (await fetch(`${service.ops.url}/healthz`)).json()
       expect(health).toMatchObject({ gapsDetected: 1 })
       expect(await (await fetch(`${service.ops.url}/metrics`)).text()).toMatch(/^moodsync_gaps_total 1$/m)
@@ -134,12 +181,13 @@ describe('ingest from Jetstream (v1 /subscribe)', () => {
       // The server goes away: after MOODSYNC_MAX_DISCONNECTED_SECONDS /healthz says so with a 503.
       await windowed.stop()
       const unhealthy = await waitFor(async () => {
-        const res = await fetch(`${service.ops.url}/healthz`)
+        const res = await fetch(`${service!.ops.url}/healthz`)
         return res.status === 503 ? res.json() : undefined
       }, { what: '/healthz to report the disconnection' })
       expect(unhealthy).toMatchObject({ healthy: false, connected: false, problems: [expect.stringMatching(/^disconnected for/)] })
     } finally {
-      await service.destroy()
+      await service?.destroy()
+      service = undefined
       await windowed.stop()
     }
   })

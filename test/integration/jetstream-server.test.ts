@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { JetstreamServer, type JetstreamAccountEvent, type JetstreamEvent } from '../../rig/jetstream-server.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const MOOD = 'computer.aesthetic.mood'
@@ -211,78 +210,4 @@ describe('JetstreamServer (in-memory)', () => {
     await waitFor(() => client.events.length === 1, { what: 'the replay after hello' })
     expect(rkeys(client.events)).toEqual(['x1'])
   })
-})
-
-describe('JetstreamServer bridging a PDS firehose', () => {
-  let network: TestNetwork
-  let server: JetstreamServer
-  let client: Client | undefined
-
-  beforeAll(async () => {
-    network = await TestNetwork.start()
-    server = await JetstreamServer.start({ firehoseUrl: network.firehoseUrl, plcUrl: network.plcUrl })
-  }, 120_000)
-
-  afterAll(async () => {
-    await client?.close()
-    await server?.stop()
-    await network?.stop()
-  }, 60_000)
-
-  it('turns creates, updates, deletes, identity and account events into Jetstream events', async () => {
-    const account: TestAccount = await network.createAccount('alice')
-    const { did, agent } = account
-    client = await Client.connect(url(server.url, [['wantedDids', did], ['cursor', 1]]))
-    const commits = () => client!.events.filter((e) => e.kind === 'commit')
-    const deadline = { timeoutMs: 20_000 }
-
-    // Account creation: an identity event with the handle, then the account turning active.
-    const identity = await waitFor(() => client!.events.find((e) => e.kind === 'identity'), { ...deadline, what: 'the identity event' })
-    expect(identity).toMatchObject({ did, kind: 'identity', identity: { did, handle: account.handle } })
-    expect(typeof identity.identity.seq).toBe('number')
-
-    const created = await agent.com.atproto.repo.createRecord({
-      repo: did,
-      collection: MOOD,
-      record: { $type: MOOD, mood: 'hi', when: new Date().toISOString() },
-    })
-    const rkey = created.data.uri.split('/').pop()!
-    const create = await waitFor(() => commits().find((e) => e.commit.operation === 'create'), { ...deadline, what: 'the create' })
-    expect(create.commit).toEqual({
-      rev: expect.any(String),
-      operation: 'create',
-      collection: MOOD,
-      rkey,
-      record: { $type: MOOD, mood: 'hi', when: expect.any(String) },
-      cid: created.data.cid,
-    })
-
-    const updated = await agent.com.atproto.repo.putRecord({
-      repo: did,
-      collection: MOOD,
-      rkey,
-      record: { $type: MOOD, mood: 'bye', when: new Date().toISOString() },
-    })
-    const update = await waitFor(() => commits().find((e) => e.commit.operation === 'update'), { ...deadline, what: 'the update' })
-    expect(update.commit).toMatchObject({ operation: 'update', collection: MOOD, rkey, cid: updated.data.cid, record: { mood: 'bye' } })
-
-    await agent.com.atproto.repo.deleteRecord({ repo: did, collection: MOOD, rkey })
-    const del = await waitFor(() => commits().find((e) => e.commit.operation === 'delete'), { ...deadline, what: 'the delete' })
-    expect(del.commit).toEqual({ rev: expect.any(String), operation: 'delete', collection: MOOD, rkey })
-
-    const revs = [create, update, del].map((e) => e.commit.rev)
-    expect([...revs].sort()).toEqual(revs)
-    expect(new Set(revs).size).toBe(3)
-
-    await agent.com.atproto.server.deactivateAccount({})
-    const deactivated = await waitFor(
-      () => client!.events.find((e): e is JetstreamAccountEvent => e.kind === 'account' && !e.account.active),
-      { ...deadline, what: 'the deactivation' },
-    )
-    expect(deactivated.account).toEqual({ active: false, did, seq: expect.any(Number), time: expect.any(String), status: 'deactivated' })
-
-    const times = client.events.map((e) => e.time_us)
-    expect([...times].sort((a, b) => a - b)).toEqual(times)
-    expect(server.bridgeErrors).toEqual([])
-  }, 60_000)
 })
