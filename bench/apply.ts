@@ -5,7 +5,7 @@
  *
  *   node bench/apply.ts [--rounds 5] [--ops 5000] [--ops100 2000] [--ops10 500] [--ops1 100] [--tiny]
  *
- * MongoDB: MONGODB_URI, else a FerretDB started here. Every case writes into a fresh database
+ * MongoDB: MONGODB_URI, else the rig's mongo-java-server (FerretDB with MOODSYNC_TEST_MONGO=ferretdb). Every case writes into a fresh database
  * (indexes created first, untimed) that is dropped afterwards. The ops come from the product's
  * own path: Jetstream-shaped records through `toStoreOp(moodCollection, …)`.
  */

@@ -9,7 +9,7 @@
  *
  * The PDS and PLC run in this process (dev-env), so they share the 2 cores with the code under
  * test, and their memory is in the RSS figures (the raw row shows that floor). MongoDB:
- * MONGODB_URI, else a FerretDB started here; the documents each run wrote are counted by the
+ * MONGODB_URI, else the rig's mongo-java-server (FerretDB with MOODSYNC_TEST_MONGO=ferretdb); the documents each run wrote are counted by the
  * driver's command monitoring. Setup is not timed. Each round backfills into a fresh database.
  */
 import { MongoClient } from 'mongodb'

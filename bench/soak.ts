@@ -14,7 +14,7 @@
  *                 store keeps the newest op of each record: with thousands of records each op
  *                 lives long enough to reach V8's old space, and RSS then measures the store's
  *                 garbage, so the working set is 200 records.
- *   --sink mongo  the real Store on MONGODB_URI, or a FerretDB started here. FerretDB v1 scans
+ *   --sink mongo  the real Store on MONGODB_URI, or the rig's MongoDB-wire server. FerretDB v1 scans
  *                 the whole collection for each update and stalls on an update command of 100+
  *                 statements, so the run is shorter and the working set under 100 records.
  *   --gc          a full GC before each sample (heap = live objects).
@@ -33,6 +33,7 @@ import { MemoryStore } from '../rig/memory-store.ts'
 import { soak, type SoakPlan } from './lib/fixtures.ts'
 import { fmt, fullGc, int, knobs, progress, script, type Result, type RunOptions } from './lib/report.ts'
 import { startFrameServer, startMongo, type Mongo } from './lib/servers.ts'
+import { testMongoKind } from '../rig/mongo-server.ts'
 
 const SIZES = {
   tiny: { sink: 'none', events: 3_000, records: 30, dids: 10, gc: false, stallSeconds: 20 },
@@ -59,13 +60,14 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
   const o = knobs(opts, SIZES)
   if (o.sink !== 'none' && o.sink !== 'mongo') throw new Error(`--sink must be none or mongo (got ${o.sink})`)
   const external = opts.mongoUri ?? process.env.MONGODB_URI
+  const onFerretDb = !external && testMongoKind() === 'ferretdb'
   const plan: SoakPlan = {
     events: o.events || (o.sink === 'none' ? 1_000_000 : 100_000),
-    records: o.records || (o.sink === 'mongo' && !external ? FERRETDB_MAX_RECORDS : 200),
+    records: o.records || (o.sink === 'mongo' && onFerretDb ? FERRETDB_MAX_RECORDS : 200),
     dids: o.dids,
     baseUs: Date.now() * 1000 - 3_600_000_000, // an hour ago: inside any replay window
   }
-  if (o.sink === 'mongo' && !external && plan.records > FERRETDB_MAX_RECORDS) throw new Error(`--records ${plan.records}: FerretDB v1 stalls on update commands of 100+ statements; use at most ${FERRETDB_MAX_RECORDS}, or MONGODB_URI`)
+  if (o.sink === 'mongo' && onFerretDb && plan.records > FERRETDB_MAX_RECORDS) throw new Error(`--records ${plan.records}: FerretDB v1 stalls on update commands of 100+ statements; use at most ${FERRETDB_MAX_RECORDS}, or another server`)
   const lastCursor = plan.baseUs + plan.events - 1
   // Every other DID is a platform user's, so user lookups both hit and miss.
   const users = Array.from({ length: Math.ceil(plan.dids / 2) }, (_, k) => ({ _id: `soak-user-${k}`, did: soak.did(plan, k * 2) }))

@@ -7,7 +7,7 @@
  *   node bench/writer.ts [--moods 2100] [--users 10] [--samples 100] [--tiny]
  *
  * A local PDS (TestNetwork) behind rig/pds-proxy.ts, which counts the requests it gets;
- * MongoDB: MONGODB_URI, else a FerretDB started here.
+ * MongoDB: MONGODB_URI, else the rig's mongo-java-server (FerretDB with MOODSYNC_TEST_MONGO=ferretdb).
  */
 import { TID } from '@atproto/common-web'
 import { MongoClient, type Db } from 'mongodb'

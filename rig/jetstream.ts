@@ -15,12 +15,14 @@ export class JetstreamDaemon {
   readonly url: string
   readonly #daemon: Daemon
   readonly #plc?: PlcMultikeyProxy
+  readonly #v2?: { relayUrl: string; plcUrl: string }
 
-  private constructor(version: 'v1' | 'v2', url: string, daemon: Daemon, plc?: PlcMultikeyProxy) {
+  private constructor(version: 'v1' | 'v2', url: string, daemon: Daemon, plc?: PlcMultikeyProxy, v2?: { relayUrl: string; plcUrl: string }) {
     this.version = version
     this.url = url
     this.#daemon = daemon
     this.#plc = plc
+    this.#v2 = v2
   }
 
   /** Classic Jetstream on a firehose (`ws://…/xrpc/com.atproto.sync.subscribeRepos`). */
@@ -44,14 +46,15 @@ export class JetstreamDaemon {
   }
 
   /** Jetstream v2 on a relay (`http://127.0.0.1:PORT`). */
-  static async v2(opts: { relayUrl: string; plcUrl: string }): Promise<JetstreamDaemon> {
+  static async v2(opts: { relayUrl: string; plcUrl: string; dir?: string; port?: number }): Promise<JetstreamDaemon> {
     const binary = await goTool('jetstream-v2')
     const plc = await PlcMultikeyProxy.start(opts.plcUrl)
-    const [port, debug] = [await freePort(), await freePort()]
+    const [port, debug] = [opts.port ?? (await freePort()), await freePort()]
     try {
       const daemon = await Daemon.start({
         name: 'jetstream-v2',
         command: binary,
+        dir: opts.dir,
         args: (dir) => [
           '--log-level', 'warn',
           'serve',
@@ -68,7 +71,7 @@ export class JetstreamDaemon {
         probe: () => answers(`http://127.0.0.1:${port}/subscribe`, [426]),
         timeoutMs: 120_000,
       })
-      return new JetstreamDaemon('v2', `ws://127.0.0.1:${port}/subscribe`, daemon, plc)
+      return new JetstreamDaemon('v2', `ws://127.0.0.1:${port}/subscribe`, daemon, plc, { relayUrl: opts.relayUrl, plcUrl: opts.plcUrl })
     } catch (err) {
       await plc.stop()
       throw err
@@ -79,8 +82,15 @@ export class JetstreamDaemon {
     return this.#daemon.output
   }
 
-  async stop(): Promise<void> {
-    await this.#daemon.stop()
+  async stop(opts: { keepData?: boolean } = {}): Promise<void> {
+    await this.#daemon.stop(opts)
     await this.#plc?.stop()
+  }
+
+  /** v2 only: stops it and starts it again on the same data and port (its blocks are sealed). */
+  async restart(): Promise<JetstreamDaemon> {
+    if (!this.#v2) throw new Error('restart() is for Jetstream v2')
+    await this.stop({ keepData: true })
+    return JetstreamDaemon.v2({ ...this.#v2, dir: this.#daemon.dir, port: Number(new URL(this.url).port) })
   }
 }

@@ -11,7 +11,7 @@ import { runInNewContext } from 'node:vm'
 
 export type Size = 'tiny' | 'full'
 
-/** What every bench's run() takes: a size, a MongoDB to use (else MONGODB_URI or a FerretDB), and knob overrides. */
+/** What every bench's run() takes: a size, a MongoDB to use (else MONGODB_URI or the rig's server), and knob overrides. */
 export interface RunOptions {
   size: Size
   mongoUri?: string

@@ -11,7 +11,8 @@ import { discoverRepos } from '../../src/reconcile/targets.ts'
 import { COLLECTIONS, type BackfillDoc, type MoodDoc } from '../../src/store/collections.ts'
 import { Store } from '../../src/store/store.ts'
 import { cliRunner } from '../../rig/cli.ts'
-import { CollectionDirectory } from '../../rig/collection-directory.ts'
+import { CollectionDirectoryDaemon } from '../../rig/collectiondir.ts'
+import { RelayServer } from '../../rig/relay.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { startIngest } from '../../rig/ingest.ts'
@@ -22,7 +23,9 @@ const t = useTestDb('backfill')
 
 describe('backfill: moods loaded from the repos themselves', () => {
   let network: TestNetwork
-  let directory: CollectionDirectory
+  let relay: RelayServer
+  // Bluesky's collection directory on the relay: what answers listReposByCollection in production.
+  let directory: CollectionDirectoryDaemon
   let carol: TestAccount // a platform user
   let dave: TestAccount // posts moods from another app; no platform user
   let erin: TestAccount // has an account but no moods
@@ -48,7 +51,8 @@ describe('backfill: moods loaded from the repos themselves', () => {
 
   beforeAll(async () => {
     network = await TestNetwork.start()
-    directory = await CollectionDirectory.start(network.pdsUrl)
+    relay = await RelayServer.start({ pdsUrl: network.pdsUrl, plcUrl: network.plcUrl })
+    directory = await CollectionDirectoryDaemon.start({ relayUrl: relay.url })
     carol = await network.createAccount('carol')
     dave = await network.createAccount('dave')
     erin = await network.createAccount('erin')
@@ -63,14 +67,19 @@ describe('backfill: moods loaded from the repos themselves', () => {
   afterAll(async () => {
     await store?.destroy()
     await directory?.stop()
+    await relay?.stop()
     await network?.stop()
   })
 
   it('discovers every repo holding moods (listReposByCollection, paged) and loads them', async () => {
+    await directory.waitForRepo(carol.did)
+    await directory.waitForRepo(dave.did)
     const listed: string[] = []
-    for await (const did of discoverRepos(directory.url, { pageSize: 1 })) listed.push(did)
+    let pages = 0
+    const counting: typeof fetch = (input, init) => (pages++, fetch(input, init))
+    for await (const did of discoverRepos(directory.url, { pageSize: 1, fetch: counting })) listed.push(did)
     expect(listed.sort()).toEqual([carol.did, dave.did].sort())
-    expect(directory.calls).toBeGreaterThanOrEqual(2)
+    expect(pages).toBeGreaterThanOrEqual(2)
 
     const res = await runJson('backfill', '--discover', directory.url)
     expect(res.code).toBe(0)

@@ -24,6 +24,13 @@ describe('parseConfig', () => {
     expect(config.source).toBe('jetstream')
     expect(config.http.host).toBe('127.0.0.1')
     expect(config.secret).toBeUndefined()
+    expect(config.tap).toEqual({ url: 'http://127.0.0.1:2480', adminPassword: undefined, addUsers: true })
+  })
+
+  it('reads the Tap source settings; its password is kept as given', () => {
+    const config = parseConfig({ MOODSYNC_SOURCE: 'tap', TAP_URL: 'https://tap.example/', TAP_ADMIN_PASSWORD: 'hunter2', MOODSYNC_TAP_ADD_USERS: 'OFF' })
+    expect(config.source).toBe('tap')
+    expect(config.tap).toEqual({ url: 'https://tap.example', adminPassword: 'hunter2', addUsers: false })
   })
 
   it('reads set values, trimming and normalising', () => {
@@ -53,7 +60,10 @@ describe('parseConfig', () => {
     ['JETSTREAM_URL', 'https://jetstream.example/subscribe', /^JETSTREAM_URL: must use ws or wss/],
     ['FIREHOSE_URL', '::', /^FIREHOSE_URL: .* is not a URL/],
     ['PLC_URL', 'https://user:pw@plc.example', /^PLC_URL: must not carry credentials$/],
-    ['MOODSYNC_SOURCE', 'tap', /^MOODSYNC_SOURCE: "tap" is not one of jetstream, firehose$/],
+    ['MOODSYNC_SOURCE', 'kafka', /^MOODSYNC_SOURCE: "kafka" is not one of jetstream, firehose, tap$/],
+    ['TAP_URL', 'ws://tap.example', /^TAP_URL: must use http or https/],
+    ['TAP_URL', 'http://admin:pw@tap.example', /^TAP_URL: must not carry credentials$/],
+    ['MOODSYNC_TAP_ADD_USERS', 'maybe', /^MOODSYNC_TAP_ADD_USERS: "maybe" is not one of on, off$/],
     ['LOG_LEVEL', 'loud', /^LOG_LEVEL: "loud" is not one of/],
     ['MOODSYNC_HTTP_PORT', '70000', /^MOODSYNC_HTTP_PORT: "70000" is not a port number/],
     ['MOODSYNC_HTTP_PORT', 'abc', /^MOODSYNC_HTTP_PORT: "abc" is not a port number/],

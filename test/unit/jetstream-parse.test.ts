@@ -20,6 +20,13 @@ describe('parseJetstreamEvent', () => {
     }
   })
 
+  it("Jetstream v2's own sequence (`cursor`) is the cursor; time_us still dates the event", () => {
+    const v2 = JSON.parse(commit({ operation: 'delete' }))
+    expect(parseJetstreamEvent(JSON.stringify({ ...v2, cursor: 42 }))).toMatchObject({ kind: 'commit', cursor: 42, emittedAt: 1_725_911_162_329.308 })
+    // A value v2 would read as time_us is not a sequence.
+    expect(parseJetstreamEvent(JSON.stringify({ ...v2, cursor: 1_725_911_162_329_999 }))).toMatchObject({ cursor: 1_725_911_162_329_308 })
+  })
+
   it('delete carries no record', () => {
     expect(parseJetstreamEvent(commit({ operation: 'delete' }))).toMatchObject({ kind: 'commit', ops: [{ action: 'delete', rkey: '3l3qo2vuowo2b' }] })
   })
