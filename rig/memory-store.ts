@@ -56,6 +56,7 @@ export class MemoryStore implements IndexerStore {
         for (const k of Object.keys(done) as (keyof ApplyResult)[]) this.applied[k] += done[k]
         return done
       },
+      hasDid: async (did: string) => [...table.values()].some((op) => op.did === did),
       hideDid: async () => 0,
       restoreDid: async () => 0,
       deleteDid: async () => 0,

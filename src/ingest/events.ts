@@ -68,6 +68,11 @@ export interface ResyncEvent {
   cursor: number
   did: string
   reason: string
+  /**
+   * Read the repo again only if we already index it or it is a platform user's: Jetstream v2
+   * cannot say whether a `sync` is a new account's empty repo, and the network makes thousands.
+   */
+  onlyIfKnown?: boolean
 }
 
 /** An event with nothing for us (another collection) that still moves the cursor. */

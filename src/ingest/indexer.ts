@@ -27,7 +27,7 @@ export interface IndexerStore {
   backfill: Pick<BackfillQueue, 'add'>
   users: Pick<UserStore, 'resolve' | 'invalidate'>
   forgotten: Pick<ForgottenStore, 'since'>
-  records(collection: string): Pick<RecordStore<object>, 'apply' | 'hideDid' | 'restoreDid' | 'deleteDid'>
+  records(collection: string): Pick<RecordStore<object>, 'apply' | 'hasDid' | 'hideDid' | 'restoreDid' | 'deleteDid'>
 }
 
 export interface IndexerOptions {
@@ -207,6 +207,7 @@ export class Indexer {
         }
         case 'resync':
           // Routine on a relay (reactivations, repairs): that repo alone is read again.
+          if (event.onlyIfKnown && !(await this.#knows(event.did))) break
           await store.backfill.add([event.did], event.reason)
           this.metrics.resyncs.inc()
           this.#log.info({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
@@ -231,6 +232,13 @@ export class Indexer {
     this.metrics.batchSize.observe(batch.length)
     this.metrics.applySeconds.observe((performance.now() - started) / 1000)
     return true
+  }
+
+  /** A platform user's DID, or one with records in any indexed collection. */
+  async #knows(did: string): Promise<boolean> {
+    if ((await this.#opts.store.users.resolve([did])).get(did)) return true
+    for (const def of this.#collections.values()) if (await this.#opts.store.records(def.mongoCollection).hasDid(did)) return true
+    return false
   }
 
   /** Every collection's records of the DID follow the account's status. */

@@ -134,6 +134,12 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
       if (typeof a.status === 'string') event.status = a.status
       return event
     }
+    case 'sync': {
+      // Jetstream v2: the repo's state was replaced without a diff (a #sync on the relay).
+      const s = ev.sync as Record<string, unknown> | undefined
+      if (typeof s !== 'object' || s === null) return bad('sync event without a sync object')
+      return { kind: 'resync', cursor, did, reason: 'jetstream sync event: state replaced without a diff', onlyIfKnown: true }
+    }
     case 'identity': {
       const i = ev.identity as Record<string, unknown> | undefined
       const event: IngestEvent = { kind: 'identity', cursor, did, emittedAt }

@@ -62,13 +62,12 @@ export class TapSource implements Source {
         backfilling = new Set()
         void this.#addRepos(signal)
       }
-      const events = parseTapEvent(message.data.toString('utf8'), this.#collections)
-      const last = events[events.length - 1]!
-      const id = tapId(message.data)
-      if (id !== undefined) this.#acks.set(last, () => message.reply(JSON.stringify({ type: 'ack', id })))
+      const { id, live, events } = parseTapEvent(message.data.toString('utf8'), this.#collections)
+      // Acknowledged with the last of its events: only when all of them are durable.
+      if (id !== undefined) this.#acks.set(events[events.length - 1]!, () => message.reply(JSON.stringify({ type: 'ack', id })))
       for (const event of events) {
         if (event.kind === 'commit') {
-          if (isLive(message.data)) backfilling.delete(event.did)
+          if (live) backfilling.delete(event.did)
           else if (!backfilling.has(event.did)) {
             backfilling.add(event.did)
             yield { kind: 'resync', cursor: event.cursor, did: event.did, reason: 'tap backfill (it sends no deletes)' }
@@ -117,29 +116,34 @@ export class TapSource implements Source {
 
 const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$/
 
-function tapId(data: Buffer): number | undefined {
-  const match = /"id"\s*:\s*(\d+)/.exec(data.subarray(0, 64).toString('latin1'))
-  return match ? Number(match[1]) : undefined
-}
-
-function isLive(data: Buffer): boolean {
-  return /"live"\s*:\s*true/.test(data.toString('latin1'))
+export interface TapMessage {
+  /** Tap's event id, the one to acknowledge. */
+  id?: number
+  /** From the live stream, not a backfill or resync. */
+  live: boolean
+  /** At least one. */
+  events: IngestEvent[]
 }
 
 /**
- * One Tap event to ours. Never throws: bad input becomes `invalid`. An identity event is both
- * an identity change (handle) and the account's status.
+ * One Tap message to our events. Never throws: bad input becomes `invalid`. An identity event
+ * is both an identity change (handle) and the account's status.
  */
-export function parseTapEvent(text: string, collections: ReadonlySet<string> = new Set([MOOD_NSID])): IngestEvent[] {
+export function parseTapEvent(text: string, collections: ReadonlySet<string> = new Set([MOOD_NSID])): TapMessage {
   let value: unknown
   try {
     value = JSON.parse(text)
   } catch (err) {
-    return [{ kind: 'invalid', reason: `malformed JSON: ${(err as Error).message}`, raw: truncate(text) }]
+    return { live: false, events: [{ kind: 'invalid', reason: `malformed JSON: ${(err as Error).message}`, raw: truncate(text) }] }
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return [{ kind: 'invalid', reason: 'event is not a JSON object', raw: truncate(text) }]
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { live: false, events: [{ kind: 'invalid', reason: 'event is not a JSON object', raw: truncate(text) }] }
   const ev = value as Record<string, unknown>
   const cursor = Number.isSafeInteger(ev.id) && (ev.id as number) >= 0 ? (ev.id as number) : undefined
+  const live = typeof ev.record === 'object' && ev.record !== null && (ev.record as { live?: unknown }).live === true
+  return { id: cursor, live, events: tapEvents(ev, cursor, text, collections) }
+}
+
+function tapEvents(ev: Record<string, unknown>, cursor: number | undefined, text: string, collections: ReadonlySet<string>): IngestEvent[] {
   const bad = (reason: string, extra: { did?: unknown; rkey?: string } = {}): IngestEvent[] => [
     { kind: 'invalid', cursor, reason, did: typeof extra.did === 'string' ? extra.did : undefined, rkey: extra.rkey, raw: truncate(text) },
   ]

@@ -65,6 +65,11 @@ export class RecordStore<F extends object> {
     return (await this.#docs.find(filter).sort({ _id: 1 }).toArray()) as RecordDoc<F>[]
   }
 
+  /** Whether the DID has any document here. */
+  async hasDid(did: string): Promise<boolean> {
+    return (await this.#docs.findOne(RecordStore.byDid(did), { projection: { _id: 1 } })) !== null
+  }
+
   /** Every repo DID with documents here. */
   async dids(): Promise<string[]> {
     return ((await this.#docs.distinct('atproto.did', {})) as unknown[]).filter((d): d is string => typeof d === 'string')

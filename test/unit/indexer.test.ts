@@ -52,4 +52,20 @@ describe('indexer on an in-memory store', () => {
     expect(store.live('notes')).toBe(1)
     expect(store.applied.inserted).toBe(2)
   })
+
+  it("a resync that asks for it only reads repos we know: a platform user's, or one with records", async () => {
+    const store = new MemoryStore()
+    const [user, stranger] = ['did:plc:useruseruseruseruseruser', 'did:plc:strangerstrangerstranger']
+    store.owners.set(user, 'auth0|someone')
+    const resync = (cursor: number, did: string, onlyIfKnown: boolean): IngestEvent => ({ kind: 'resync', cursor, did, reason: 'test', onlyIfKnown })
+    const events: IngestEvent[] = [
+      { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'hello')] },
+      resync(2, DID, true),
+      resync(3, user, true),
+      resync(4, stranger, true),
+      resync(5, 'did:plc:relayrelayrelayrelayrelay', false),
+    ]
+    await new Indexer({ store, source: scripted(events) }).run(new AbortController().signal)
+    expect([...store.queued].sort()).toEqual([DID, user, 'did:plc:relayrelayrelayrelayrelay'].sort())
+  })
 })

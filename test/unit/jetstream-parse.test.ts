@@ -27,6 +27,16 @@ describe('parseJetstreamEvent', () => {
     expect(parseJetstreamEvent(JSON.stringify({ ...v2, cursor: 1_725_911_162_329_999 }))).toMatchObject({ cursor: 1_725_911_162_329_308 })
   })
 
+  it("Jetstream v2's sync event asks for the repo to be read again, if we know it", () => {
+    expect(parseJetstreamEvent(JSON.stringify({ did, time_us: 9, cursor: 5, kind: 'sync', sync: { did, rev: '3l3qo2vutsw2b', seq: 1, time: 'x' } }))).toEqual({
+      kind: 'resync',
+      cursor: 5,
+      did,
+      reason: expect.stringMatching(/sync/),
+      onlyIfKnown: true,
+    })
+  })
+
   it('delete carries no record', () => {
     expect(parseJetstreamEvent(commit({ operation: 'delete' }))).toMatchObject({ kind: 'commit', ops: [{ action: 'delete', rkey: '3l3qo2vuowo2b' }] })
   })

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { parseTapEvent } from '../../src/ingest/tap.ts'
+import { parseTapEvent as parseTap } from '../../src/ingest/tap.ts'
+
+const parseTapEvent = (text: string) => parseTap(text).events
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 
 const did = 'did:plc:abcdefghijklmnopqrstuvwx'
@@ -18,6 +20,14 @@ describe('parseTapEvent', () => {
   it('delete carries no record; another collection is skipped', () => {
     expect(parseTapEvent(record({ action: 'delete' }))).toEqual([{ kind: 'commit', cursor: 7, did, rev: '3l3qo2vutsw2b', ops: [{ action: 'delete', collection: MOOD_NSID, rkey: '3l3qo2vuowo2b' }] }])
     expect(parseTapEvent(record({ action: 'create', collection: 'app.bsky.feed.post', cid: 'x', record: {} }))).toEqual([{ kind: 'skip', cursor: 7 }])
+  })
+
+  it('says which id to acknowledge and whether the event is live', () => {
+    expect(parseTap(record({ action: 'delete' }, 12))).toMatchObject({ id: 12, live: true })
+    expect(parseTap(record({ action: 'delete', live: false }, 13))).toMatchObject({ id: 13, live: false })
+    // A record that merely holds a `live` field says nothing of the event.
+    expect(parseTap(record({ action: 'create', live: false, cid: 'x', record: { live: true } }))).toMatchObject({ live: false })
+    expect(parseTap('{"nope')).toEqual({ live: false, events: [expect.objectContaining({ kind: 'invalid' })] })
   })
 
   it('an identity event is the handle and the account status', () => {
