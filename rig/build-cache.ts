@@ -71,11 +71,15 @@ export function goVersionOf(): Promise<string> {
   return goVersion
 }
 
-/** `go build` in `cwd` with the module's committed go.sum only (the proxy here lists no versions). */
+/**
+ * `go build` in `cwd` with the module's committed go.sum only (the proxy here lists no
+ * versions). No VCS stamp: the wrapper modules sit inside our checkout, whose git state is
+ * not the program's.
+ */
 export async function goBuild(cwd: string, out: string, packages: readonly string[], env: Record<string, string> = {}): Promise<void> {
   await run('go', ['build', '-trimpath', '-o', out, ...packages], {
     cwd,
-    env: { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly', ...env },
+    env: { ...process.env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly -buildvcs=false', ...env },
     maxBuffer: 64 * 1024 * 1024,
   })
 }
