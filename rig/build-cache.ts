@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -29,9 +29,11 @@ export interface CachedBuild {
 
 /**
  * Builds once per version of the inputs and caches the result under .cache/<name>/<hash>/.
- * Concurrent builders race harmlessly: each builds into its own scratch folder and renames it
- * into place; the loser's copy is thrown away. While a build runs, a line is printed every
- * 20 s so a first run on a cold machine never looks hung.
+ * One process builds at a time (a lock folder holding its pid); the others wait for its result,
+ * so a build started while npm installs (package.json) is not repeated by the tests or the demo.
+ * Each build goes into a scratch folder renamed into place, so a half-built one is never used.
+ * While a build runs, a line is printed every 20 s so a first run on a cold machine never looks
+ * hung.
  */
 export async function cachedBuild(spec: CachedBuild, log: Log = () => {}): Promise<string> {
   const hash = createHash('sha256')
@@ -39,8 +41,53 @@ export async function cachedBuild(spec: CachedBuild, log: Log = () => {}): Promi
   for (const value of spec.extra ?? []) hash.update(value)
   const dir = join(ROOT, '.cache', spec.name, hash.digest('hex').slice(0, 16))
   const product = join(dir, spec.product)
-  if (existsSync(product)) return product
+  for (let waited = false; ; waited = true) {
+    if (existsSync(product)) return product
+    if (await takeLock(`${dir}.lock`)) break
+    if (!waited) log(`waiting for another process building ${spec.name} into ${dir}`)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+  }
+  try {
+    // It may have finished between our look and our lock.
+    if (existsSync(product)) return product
+    return await build(spec, dir, product, log)
+  } finally {
+    await rm(`${dir}.lock`, { recursive: true, force: true })
+  }
+}
 
+/** True when we hold it now; a lock whose process is gone is taken over. */
+async function takeLock(lock: string): Promise<boolean> {
+  await mkdir(join(lock, '..'), { recursive: true })
+  try {
+    await mkdir(lock)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    const holder = Number(await readFile(join(lock, 'pid'), 'utf8').catch(() => ''))
+    if (holder > 0 && alive(holder)) return false
+    // Not yet written (a lock a moment old) or left by a process that died.
+    if (!holder && Date.now() - (await stampOf(lock)) < 5_000) return false
+    await rm(lock, { recursive: true, force: true })
+    return false
+  }
+  await writeFile(join(lock, 'pid'), String(process.pid))
+  return true
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+async function stampOf(path: string): Promise<number> {
+  return (await stat(path).catch(() => ({ mtimeMs: 0 }))).mtimeMs
+}
+
+async function build(spec: CachedBuild, dir: string, product: string, log: Log): Promise<string> {
   log(`building ${spec.name} (first run only, about ${spec.expect}) into ${dir}`)
   const scratch = `${dir}.${process.pid}.tmp`
   await rm(scratch, { recursive: true, force: true })
@@ -49,11 +96,8 @@ export async function cachedBuild(spec: CachedBuild, log: Log = () => {}): Promi
   const ticker = setInterval(() => log(`  still building ${spec.name}: ${Math.round((Date.now() - started) / 1000)} s`), 20_000)
   try {
     await spec.build(scratch)
-    await rename(scratch, dir).catch(async (err: NodeJS.ErrnoException) => {
-      // Another process finished first: theirs is as good as ours.
-      if (!existsSync(product)) throw err
-      await rm(scratch, { recursive: true, force: true })
-    })
+    await rm(dir, { recursive: true, force: true })
+    await rename(scratch, dir)
   } catch (err) {
     await rm(scratch, { recursive: true, force: true })
     throw err

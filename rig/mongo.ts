@@ -24,3 +24,8 @@ export function useTestDb(label: string): TestDb {
   })
   return handle
 }
+
+/** Every document of `collections`, in `_id` order, as one string: equal snapshots mean nothing changed. */
+export async function snapshot(db: Db, collections: readonly string[]): Promise<string> {
+  return JSON.stringify(await Promise.all(collections.map((name) => db.collection(name).find().sort({ _id: 1 }).toArray())))
+}

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
+import { MOOD_NSID } from '../src/sync/mood.ts'
 import { bindToLoopback } from './loopback.ts'
 
 export interface TestAccount {
@@ -88,4 +89,10 @@ export class TestNetwork {
       await rm(this.#dir, { recursive: true, force: true })
     }
   }
+}
+
+/** A mood created with `@atproto/api` (createRecord), as any other client would: its rkey and CID. */
+export async function createMood(account: TestAccount, mood: string, when = new Date().toISOString()): Promise<{ rkey: string; cid: string }> {
+  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when } })
+  return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
 }

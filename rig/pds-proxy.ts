@@ -12,7 +12,9 @@ export type ProxyMode =
 
 /**
  * An HTTP proxy in front of the test PDS that counts every XRPC call by method (the PDS's
- * own view of what the writer asked) and can fail in the ways a real network does.
+ * own view of what the writer asked) and can fail in the ways a real network does. The PDS
+ * behind it is real; the faults (down, an answer lost after the commit, a 429) are injected
+ * here because no real PDS can be made to produce them on demand.
  */
 export class PdsProxy {
   mode: ProxyMode = { kind: 'pass' }

@@ -1,16 +1,25 @@
-// Builds (once, cached under .cache/) everything the rig starts: the MongoDB-wire server the
-// suite will use and the real network programs. Run by scripts/test.sh before vitest, so a
-// first run on a cold machine prints its progress instead of a test timing out.
+// Builds (once, cached under .cache/) what the rig starts: the MongoDB-wire server the suite
+// will use and the real network programs. `npm test` runs it while npm installs and again
+// before vitest (then it only waits for, or finds, what is built), so a first run on a cold
+// machine prints its progress instead of a test timing out.
+//
+//   node rig/prepare.ts [--only mongo,relay,goat,...]
+//
+// It imports Node's built-ins only, so it can run before `npm ci`.
+import { parseArgs } from 'node:util'
 import { buildMongoServer, testMongoKind } from './mongo-server.ts'
 import { GO_TOOLS, goTools, type GoTool } from './tools.ts'
 
-export async function prepareRig(log: (line: string) => void, opts: { mongo?: boolean; tools?: readonly GoTool[] } = {}): Promise<void> {
-  if (opts.mongo ?? !process.env.MONGODB_URI) await buildMongoServer(testMongoKind(), log)
-  await goTools(opts.tools ?? (Object.keys(GO_TOOLS) as GoTool[]), log)
+export async function prepareRig(log: (line: string) => void, only?: readonly string[]): Promise<void> {
+  const wanted = (name: string) => only === undefined || only.includes(name)
+  for (const name of only ?? []) if (name !== 'mongo' && !(name in GO_TOOLS)) throw new Error(`rig/prepare.ts: unknown part ${JSON.stringify(name)}`)
+  if (wanted('mongo') && !process.env.MONGODB_URI) await buildMongoServer(testMongoKind(), log)
+  await goTools((Object.keys(GO_TOOLS) as GoTool[]).filter(wanted), log)
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({ options: { only: { type: 'string' } } })
   const started = Date.now()
-  await prepareRig((line) => console.log(line))
+  await prepareRig((line) => console.log(line), values.only?.split(',').filter(Boolean))
   console.log(`rig ready in ${((Date.now() - started) / 1000).toFixed(1)} s`)
 }

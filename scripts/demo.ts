@@ -113,7 +113,7 @@ try {
     }, { timeoutMs: 30_000, what })
     const shown = doc === true ? '(gone)' : JSON.stringify({ user: doc.user, mood: doc.mood, deleted: doc.deleted, rkey })
     say(`    -> MongoDB after ${Date.now() - started} ms: ${shown}`)
-    if (first) say(`    (first mood in MongoDB ${((Date.now() - began) / 1000).toFixed(1)} s after npm start)`)
+    if (first) say(`    (the first mood is in MongoDB ${((Date.now() - began) / 1000).toFixed(1)} s after the demo started)`)
     first = false
   }
   const post = async (who: TestAccount, text: string) => {

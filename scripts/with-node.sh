@@ -29,6 +29,12 @@ fi
 stamp="$root/node_modules/.moodsync-lock"
 want="$(node -p "require('node:crypto').createHash('sha256').update(require('node:fs').readFileSync('$root/package-lock.json')).digest('hex')+' '+process.version")"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  # MOODSYNC_WHILE_INSTALLING: a command that needs only Node (the rig's builds) runs beside npm
+  # ci, so a first run compiles while it downloads. It goes on after; what it builds is cached,
+  # and whoever needs it waits for it there (rig/build-cache.ts), or builds it, if it failed.
+  if [ -n "${MOODSYNC_WHILE_INSTALLING:-}" ]; then
+    (cd "$root" && eval "$MOODSYNC_WHILE_INSTALLING" >&2) &
+  fi
   echo "moodsync: installing dependencies (npm ci)" >&2
   (cd "$root" && npm ci --no-audit --no-fund >&2)
   echo "$want" >"$stamp"

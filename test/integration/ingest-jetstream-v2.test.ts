@@ -6,14 +6,14 @@ import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { JetstreamDaemon } from '../../rig/jetstream.ts'
-import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
+import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_jetstream_v2')
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
-const snapshot = async () => JSON.stringify(await Promise.all([COLLECTIONS.moods, COLLECTIONS.quarantine].map((n) => t.db.collection(n).find().sort({ _id: 1 }).toArray())))
+const snapshot = () => snapshotOf(t.db, [COLLECTIONS.moods, COLLECTIONS.quarantine])
 
 // Jetstream v2 (the current server) on Bluesky's relay: its events carry its own sequence as
 // `cursor`, and a resume replays from the start of a stored block, re-sending events before
@@ -26,10 +26,7 @@ describe('ingest from Jetstream v2 (the real server, on the relay)', () => {
   let service: IngestService
   let seen: number[] = []
   const start = () => startIngest(t, { MOODSYNC_SOURCE: 'jetstream', JETSTREAM_URL: jetstream.url }, { onApplied: (batch: readonly IngestEvent[]) => void seen.push(...batch.flatMap((e) => (e.kind === 'commit' ? [e.cursor] : []))) })
-  const post = async (mood: string) => {
-    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
-    return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
-  }
+  const post = (mood: string) => createMood(alice, mood)
   const arrived = (rkey: string) => waitFor(() => moods().findOne({ 'atproto.did': alice.did, 'atproto.rkey': rkey }).then((d) => d ?? undefined), { what: `mood ${rkey}`, timeoutMs: 30_000 })
 
   beforeAll(async () => {

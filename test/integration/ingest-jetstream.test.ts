@@ -8,15 +8,15 @@ import { Backoff } from '../../src/retry.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { JetstreamDaemon } from '../../rig/jetstream.ts'
 import { JetstreamServer } from '../../rig/jetstream-server.ts'
-import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
+import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_jetstream')
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
 const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
-const snapshot = async () => JSON.stringify(await Promise.all([COLLECTIONS.moods, COLLECTIONS.quarantine].map((n) => t.db.collection(n).find().sort({ _id: 1 }).toArray())))
+const snapshot = () => snapshotOf(t.db, [COLLECTIONS.moods, COLLECTIONS.quarantine])
 
 // Classic Jetstream (v1) on the PDS's firehose, reached through a TCP proxy that can cut the line.
 describe('ingest from Jetstream (classic, the real server)', () => {
@@ -34,10 +34,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     kinds.push(...batch.map((e) => e.kind))
   }
   const start = () => startIngest(t, {}, { source: fastSource(), onApplied })
-  const post = async (mood: string) => {
-    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
-    return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
-  }
+  const post = (mood: string) => createMood(alice, mood)
 
   beforeAll(async () => {
     network = await TestNetwork.start()

@@ -3,15 +3,15 @@ import type { IngestService } from '../../src/app/service.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { startIngest } from '../../rig/ingest.ts'
-import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
+import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { TapDaemon } from '../../rig/tap.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_tap')
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
-const snapshot = async () => JSON.stringify(await Promise.all([COLLECTIONS.moods, COLLECTIONS.quarantine].map((n) => t.db.collection(n).find().sort({ _id: 1 }).toArray())))
+const snapshot = () => snapshotOf(t.db, [COLLECTIONS.moods, COLLECTIONS.quarantine])
 
 // `--source tap` against Bluesky's Tap on the rig's relay: Tap's backfill and its live events
 // go through the same apply path; what Tap's backfill cannot say (deletes) moodsync's own
@@ -23,10 +23,7 @@ describe('ingest from Tap (the real server)', () => {
   let alice: TestAccount
   let service: IngestService
   const byRkey = (rkey: string) => moods().findOne({ 'atproto.did': alice.did, 'atproto.rkey': rkey })
-  const post = async (mood: string) => {
-    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
-    return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
-  }
+  const post = (mood: string) => createMood(alice, mood)
   const tapStat = async (path: string) => (await (await fetch(`${tap.url}${path}`, { headers: { authorization: tap.authorization } })).json()) as Record<string, unknown>
   const start = () =>
     startIngest(t, { MOODSYNC_SOURCE: 'tap', TAP_URL: tap.url, TAP_ADMIN_PASSWORD: tap.adminPassword, PLC_URL: network.plcUrl, MOODSYNC_AUTO_BACKFILL: 'on' })
