@@ -1,10 +1,14 @@
 // `npm start`: the whole indexer on a fresh machine, no accounts or servers needed. Starts the
 // test rig's real PDS + PLC, a MongoDB-wire server (mongo-java-server; or MONGODB_URI) and the
-// real server the chosen source reads (firehose: Bluesky's relay; jetstream: classic
-// Jetstream; tap: Tap on the relay), runs the indexer against them, posts moods with
+// real server the chosen source reads, runs the indexer against them, posts moods with
 // @atproto/api and with goat (indigo's CLI) for two accounts, and shows each one arriving in
-// MongoDB. Only what the chosen path needs is built (once, cached in .cache/); goat builds
-// while the first moods already flow. Ctrl-C stops everything cleanly.
+// MongoDB. Ctrl-C stops everything cleanly.
+//   --source pds        (default) firehose mode on the PDS's own subscribeRepos: nothing to build
+//   --source firehose   firehose mode through Bluesky's relay, as production reads the network
+//   --source jetstream  classic Jetstream on the PDS
+//   --source tap        Tap on the relay
+// Only what the chosen path needs is built (once, cached in .cache/); goat builds while the
+// first moods already flow.
 import { parseArgs } from 'node:util'
 import { MongoClient } from 'mongodb'
 import { parseConfig } from '../src/config.ts'
@@ -23,16 +27,17 @@ import { waitFor } from '../rig/wait.ts'
 
 const { values } = parseArgs({
   options: {
-    source: { type: 'string', default: 'firehose' },
+    source: { type: 'string', default: 'pds' },
     once: { type: 'boolean', default: false },
     port: { type: 'string', default: '9470' },
   },
 })
 const source = values.source
-if (source !== 'firehose' && source !== 'jetstream' && source !== 'tap') {
-  process.stderr.write(`npm start: --source must be firehose, jetstream or tap (got ${JSON.stringify(source)})\n`)
+if (source !== 'pds' && source !== 'firehose' && source !== 'jetstream' && source !== 'tap') {
+  process.stderr.write(`npm start: --source must be pds, firehose, jetstream or tap (got ${JSON.stringify(source)})\n`)
   process.exit(2)
 }
+const READS = { pds: "the PDS's own firehose", firehose: "Bluesky's relay", jetstream: 'classic Jetstream', tap: 'the relay and Tap' } as const
 const began = Date.now()
 const say = (line: string) => process.stdout.write(`${line}\n`)
 const stop = new AbortController()
@@ -41,9 +46,9 @@ process.once('SIGTERM', () => stop.abort())
 
 const teardown: (() => Promise<unknown>)[] = []
 try {
-  say(`moodsync demo (--source ${source}): starting a local PDS + PLC, the ${source === 'jetstream' ? 'classic Jetstream' : source === 'tap' ? 'relay and Tap' : 'relay'} and a MongoDB-wire server on 127.0.0.1 …`)
+  say(`moodsync demo (--source ${source}): starting a local PDS + PLC, a MongoDB-wire server and ${READS[source]} on 127.0.0.1 …`)
   // What this path needs first, built side by side (Maven mostly downloads, Go mostly compiles).
-  const needed = source === 'jetstream' ? (['jetstream-v1'] as const) : source === 'tap' ? (['relay', 'tap'] as const) : (['relay'] as const)
+  const needed = source === 'jetstream' ? (['jetstream-v1'] as const) : source === 'tap' ? (['relay', 'tap'] as const) : source === 'firehose' ? (['relay'] as const) : []
   const [mongoServer] = await Promise.all([process.env.MONGODB_URI ? undefined : startMongoServer(undefined, (l) => say(`  ${l}`)), goTools(needed, (l) => say(`  ${l}`))])
   if (mongoServer) teardown.push(() => mongoServer.stop())
   const mongoUri = process.env.MONGODB_URI ?? mongoServer!.uri
@@ -61,9 +66,11 @@ try {
   })
   const db = mongo.db(dbName)
 
-  const env: Record<string, string> = {}
+  const env: Record<string, string> = { MOODSYNC_SOURCE: source === 'pds' ? 'firehose' : source }
   let tap: TapDaemon | undefined
-  if (source === 'jetstream') {
+  if (source === 'pds') {
+    env.FIREHOSE_URL = network.firehoseUrl
+  } else if (source === 'jetstream') {
     const jetstream = await JetstreamDaemon.v1({ firehoseUrl: network.firehoseUrl })
     teardown.push(() => jetstream.stop())
     Object.assign(env, { JETSTREAM_URL: jetstream.url })
@@ -90,7 +97,6 @@ try {
   const config = parseConfig({
     MONGODB_URI: mongoUri,
     MONGODB_DB: dbName,
-    MOODSYNC_SOURCE: source,
     PLC_URL: network.plcUrl,
     PDS_URL: network.pdsUrl,
     MOODSYNC_HTTP_PORT: values.once ? '0' : values.port,

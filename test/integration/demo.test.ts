@@ -5,7 +5,7 @@ import { describe, expect, inject, it } from 'vitest'
 const run = promisify(execFile)
 
 describe('npm start (scripts/demo.ts)', () => {
-  for (const source of ['firehose', 'jetstream', 'tap']) {
+  for (const source of ['pds', 'firehose', 'jetstream', 'tap']) {
     it(`shows moods from @atproto/api and goat arriving in MongoDB through the real servers (${source}) and stops cleanly`, async () => {
       const { stdout } = await run(process.execPath, ['scripts/demo.ts', '--once', '--source', source], {
         env: { ...process.env, MONGODB_URI: inject('mongoUri') },
