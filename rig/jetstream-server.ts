@@ -160,8 +160,8 @@ export class JetstreamServer {
   }
 
   /** Sends a text frame to every client as is, without logging it: for malformed-input tests. */
-  sendRaw(text: string): void {
-    for (const sub of this.#subs) send(sub.ws, text)
+  sendRaw(frame: string | Uint8Array): void {
+    for (const sub of this.#subs) send(sub.ws, frame)
   }
 
   /** Kills every client socket without a close handshake, as a crashing server would. */
@@ -298,7 +298,7 @@ function didFilter(wanted: string[]): Set<string> | null {
   return wanted.length === 0 ? null : new Set(wanted)
 }
 
-function send(ws: WebSocket, text: string): void {
+function send(ws: WebSocket, text: string | Uint8Array): void {
   if (ws.readyState === WebSocket.OPEN) ws.send(text)
 }
 

@@ -11,7 +11,8 @@ import type { UserStore } from '../store/users.ts'
 import { accountAction } from '../sync/accounts.ts'
 import type { AnyCollection } from '../sync/collection.ts'
 import { moodCollection } from '../sync/mood.ts'
-import { isStoreOp, tidTimeUs, toStoreOp } from '../sync/records.ts'
+import { isInputFault } from '../store/mongo-errors.ts'
+import { isStoreOp, tidTimeUs, toStoreOp, truncate } from '../sync/records.ts'
 import { batches } from './batcher.ts'
 import type { AccountEvent, CommitEvent, IngestEvent, Source } from './events.ts'
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
@@ -92,7 +93,7 @@ export class Indexer {
 
     try {
       for await (const batch of batches(source.events(signal, from), { maxSize: this.#opts.maxBatch ?? 1000, highWater: this.#opts.highWater ?? 5000 })) {
-        const applied = await this.#withStoreRetry(() => this.#apply(batch), signal)
+        const applied = await this.#withStoreRetry(() => this.#applyIsolating(batch), signal)
         if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
         const cursor = lastCursor(batch)
         if (cursor !== undefined) this.state.appliedCursor = cursor
@@ -147,6 +148,35 @@ export class Indexer {
         if (signal.aborted) return undefined
       }
     }
+  }
+
+  /**
+   * Applies a batch; when it fails because of what it holds (not because MongoDB is down), it
+   * is split until the event at fault is alone, and that event is quarantined: one hostile
+   * event never holds up the ones behind it. A MongoDB failure propagates (and is retried).
+   */
+  async #applyIsolating(batch: IngestEvent[]): Promise<true> {
+    try {
+      return await this.#apply(batch)
+    } catch (err) {
+      if (!isInputFault(err)) throw err
+      if (batch.length > 1) {
+        const half = Math.ceil(batch.length / 2)
+        await this.#applyIsolating(batch.slice(0, half))
+        return this.#applyIsolating(batch.slice(half))
+      }
+      await this.#quarantineEvent(batch[0]!, err as Error)
+      return true
+    }
+  }
+
+  async #quarantineEvent(event: IngestEvent, err: Error): Promise<void> {
+    const reason = `could not be applied: ${truncate(err.message, 300)}`
+    const base = { source: this.#opts.source.id, reason, cursor: event.cursor, did: 'did' in event ? event.did : undefined }
+    const entries: QuarantineEntry[] = event.kind === 'commit' ? event.ops.map((op) => ({ ...base, rkey: op.rkey, cid: op.action === 'upsert' ? op.cid : undefined })) : [base]
+    await this.#opts.store.quarantine.add(entries)
+    this.metrics.quarantined.inc({ kind: event.kind === 'commit' ? 'record' : 'event' }, entries.length)
+    this.#log.warn({ err, kind: event.kind, did: base.did, cursor: event.cursor }, 'quarantined an event that could not be applied; the stream goes on')
   }
 
   async #apply(batch: IngestEvent[]): Promise<true> {

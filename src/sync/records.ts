@@ -22,12 +22,20 @@ export function toStoreOp<V, F extends object>(def: CollectionDefinition<V, F>, 
     return { ...where(origin, op.rkey), reason: `record key ${JSON.stringify(op.rkey)} is not a TID (lexicon key: tid)`, ...(op.action === 'upsert' ? { cid: op.cid, raw: rawOf(op.record) } : {}) }
   }
   if (op.action === 'delete') return { kind: 'delete', did: origin.did, rkey: op.rkey, rev: origin.rev }
-  const parsed = def.parse(op.record)
-  if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, cid: op.cid, raw: rawOf(op.record) }
-  const upsert: UpsertOp<F> = { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields: def.fields(parsed.value), user }
-  const ref = def.ref?.(parsed.value)
-  if (ref !== undefined) upsert.ref = ref
-  return upsert
+  // Before anything recursive (validation, its error messages, JSON.stringify) sees the value.
+  const shape = shapeProblem(op.record)
+  if (shape) return { ...where(origin, op.rkey), reason: shape, cid: op.cid }
+  try {
+    const parsed = def.parse(op.record)
+    if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, cid: op.cid, raw: rawOf(op.record) }
+    const upsert: UpsertOp<F> = { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields: def.fields(parsed.value), user }
+    const ref = def.ref?.(parsed.value)
+    if (ref !== undefined) upsert.ref = ref
+    return upsert
+  } catch (err) {
+    // A definition must not throw; if one does, the record is set aside, not the stream.
+    return { ...where(origin, op.rkey), reason: `could not be validated: ${(err as Error).message}`, cid: op.cid, raw: rawOf(op.record) }
+  }
 }
 
 export function isStoreOp<F extends object>(value: RecordOp<F> | QuarantineEntry): value is RecordOp<F> {
@@ -76,6 +84,37 @@ export function tidTimeUs(tid: string): number {
 }
 
 export const RAW_LIMIT = 2048
+
+/** Records are shallow: ours are flat, and ATProto's own nest a few levels (embeds, facets). */
+export const MAX_RECORD_DEPTH = 32
+/** Values (array items, object fields) in one record; a mood has four. */
+export const MAX_RECORD_NODES = 10_000
+
+/**
+ * Why `value` is too deep or too large to validate, or undefined. Iterative, so a hostile value
+ * nested 100,000 deep costs a bounded walk instead of a stack overflow in whatever recurses
+ * over it next.
+ */
+export function shapeProblem(value: unknown): string | undefined {
+  const stack: [unknown, number][] = [[value, 1]]
+  let nodes = 0
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!
+    // Bytes and CIDs (from CBOR) are leaves: only plain arrays and objects nest.
+    if (typeof node !== 'object' || node === null || !(Array.isArray(node) || isPlainObject(node))) continue
+    if (depth > MAX_RECORD_DEPTH) return `record nests deeper than ${MAX_RECORD_DEPTH} levels`
+    for (const child of Array.isArray(node) ? node : Object.values(node)) {
+      if (++nodes > MAX_RECORD_NODES) return `record holds more than ${MAX_RECORD_NODES} values`
+      stack.push([child, depth + 1])
+    }
+  }
+  return undefined
+}
+
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
 
 export function truncate(text: string, limit = RAW_LIMIT): string {
   return text.length <= limit ? text : `${text.slice(0, limit)}…(${text.length} chars)`

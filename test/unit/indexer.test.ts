@@ -1,6 +1,9 @@
+import { MongoNetworkError } from 'mongodb'
 import { describe, expect, it } from 'vitest'
 import type { IngestEvent, Source, SourceStats } from '../../src/ingest/events.ts'
 import { Indexer } from '../../src/ingest/indexer.ts'
+import { Backoff } from '../../src/retry.ts'
+import type { RecordOp } from '../../src/store/ops.ts'
 import type { CollectionDefinition } from '../../src/sync/collection.ts'
 import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
 import { MemoryStore } from '../../rig/memory-store.ts'
@@ -51,6 +54,50 @@ describe('indexer on an in-memory store', () => {
     expect(store.live('moods')).toBe(1)
     expect(store.live('notes')).toBe(1)
     expect(store.applied.inserted).toBe(2)
+  })
+
+  it('an event the store cannot take for what it holds is quarantined alone; the rest applies and the cursor moves on', async () => {
+    const store = new MemoryStore()
+    const records = store.records.bind(store)
+    // A stand-in for a store refusing one record (a bug, a stack overflow): no MongoDB error behind it.
+    store.records = (collection: string) => {
+      const real = records(collection)
+      return { ...real, apply: async (ops: readonly RecordOp<object>[]) => (ops.some((op) => op.rkey === '3kpoisonpoi22') ? Promise.reject(new RangeError('Maximum call stack size exceeded')) : real.apply(ops)) }
+    }
+    const events: IngestEvent[] = ['3kaaaaaaaaa22', '3kbbbbbbbbb22', '3kpoisonpoi22', '3kccccccccc22', '3kddddddddd22'].map((rkey, i) => ({ kind: 'commit', cursor: i + 1, did: DID, rev: rkey, ops: [mood(rkey, `mood ${i}`)] }))
+    const indexer = new Indexer({ store, source: scripted(events) })
+    await indexer.run(new AbortController().signal)
+    expect(store.live('moods')).toBe(4)
+    expect(store.quarantined).toEqual([expect.objectContaining({ rkey: '3kpoisonpoi22', cursor: 3, reason: expect.stringMatching(/could not be applied: Maximum call stack/) })])
+    expect(await store.cursors.get('scripted:test')).toBe(5)
+  })
+
+  it('a MongoDB that is unavailable is waited for: the batch is retried, nothing is quarantined', async () => {
+    const store = new MemoryStore()
+    const records = store.records.bind(store)
+    let failures = 3
+    store.records = (collection: string) => {
+      const real = records(collection)
+      return { ...real, apply: async (ops: readonly RecordOp<object>[]) => (failures-- > 0 ? Promise.reject(new MongoNetworkError('connection reset')) : real.apply(ops)) }
+    }
+    const events: IngestEvent[] = [{ kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'waits')] }]
+    const indexer = new Indexer({ store, source: scripted(events), storeBackoff: new Backoff({ baseMs: 1, maxMs: 2 }) })
+    await indexer.run(new AbortController().signal)
+    expect(store.live('moods')).toBe(1)
+    expect(store.quarantined).toEqual([])
+    expect(indexer.metrics.storeErrors.get()).toBe(3)
+  })
+
+  it('a record nested 100,000 deep is quarantined for its shape, not a stack overflow', async () => {
+    const store = new MemoryStore()
+    const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)
+    const events: IngestEvent[] = [
+      { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [{ action: 'upsert', collection: MOOD_NSID, rkey: '3kaaaaaaaaa22', cid: 'c', record: { $type: MOOD_NSID, mood: deep, when: '2025-01-01T00:00:00Z' } }] },
+      { kind: 'commit', cursor: 2, did: DID, rev: '3kbbbbbbbbb22', ops: [mood('3kbbbbbbbbb22', 'after it')] },
+    ]
+    await new Indexer({ store, source: scripted(events) }).run(new AbortController().signal)
+    expect(store.live('moods')).toBe(1)
+    expect(store.quarantined).toEqual([expect.objectContaining({ rkey: '3kaaaaaaaaa22', reason: 'record nests deeper than 32 levels' })])
   })
 
   it("a resync that asks for it only reads repos we know: a platform user's, or one with records", async () => {
