@@ -41,6 +41,18 @@ export class TcpProxy {
     })
   }
 
+  /**
+   * Every open connection stops moving bytes, both ways, while its TCP stays open: a frozen
+   * upstream or a half-open line, which only a timeout can notice. New connections still work.
+   */
+  freeze(): void {
+    for (const s of this.#sockets) {
+      // A piped socket resumes on its destination's 'drain': unpipe, then pause.
+      s.unpipe()
+      s.pause()
+    }
+  }
+
   async down(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve())

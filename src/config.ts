@@ -24,6 +24,8 @@ export interface Config {
   autoBackfill: boolean
   /** /healthz turns unhealthy past these. */
   health: { maxLagSeconds: number; maxDisconnectedSeconds: number }
+  /** A source connection silent this long (no frame, no answer to a ping) is dropped and reopened. */
+  idleTimeoutSeconds: number
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -43,6 +45,7 @@ export const DEFAULTS = {
   MOODSYNC_HTTP_PORT: '9470',
   MOODSYNC_MAX_LAG_SECONDS: '300',
   MOODSYNC_MAX_DISCONNECTED_SECONDS: '60',
+  MOODSYNC_IDLE_TIMEOUT_SECONDS: '30',
   MOODSYNC_OUTBOX: 'on',
   MOODSYNC_AUTO_BACKFILL: 'on',
 } as const
@@ -87,6 +90,7 @@ export function parseConfig(env: Env): Config {
       maxLagSeconds: seconds('MOODSYNC_MAX_LAG_SECONDS', get('MOODSYNC_MAX_LAG_SECONDS')),
       maxDisconnectedSeconds: seconds('MOODSYNC_MAX_DISCONNECTED_SECONDS', get('MOODSYNC_MAX_DISCONNECTED_SECONDS')),
     },
+    idleTimeoutSeconds: seconds('MOODSYNC_IDLE_TIMEOUT_SECONDS', get('MOODSYNC_IDLE_TIMEOUT_SECONDS')),
   }
 }
 

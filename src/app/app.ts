@@ -79,12 +79,13 @@ export class App implements AsyncDisposable {
   /** The stream the config names (Jetstream or a verified firehose), over the indexed collections. */
   createSource(): Source {
     const collections = COLLECTIONS_INDEXED.map((def) => def.nsid)
-    if (this.config.source === 'jetstream') return new JetstreamSource({ url: this.config.jetstreamUrl, collections, log: this.log })
+    const idleTimeoutMs = this.config.idleTimeoutSeconds * 1000
+    if (this.config.source === 'jetstream') return new JetstreamSource({ url: this.config.jetstreamUrl, collections, log: this.log, idleTimeoutMs })
     if (this.config.source === 'tap') {
       const { url, adminPassword, addUsers } = this.config.tap
-      return new TapSource({ url, adminPassword, collections, log: this.log, repos: addUsers ? () => this.store.users.allDids() : undefined })
+      return new TapSource({ url, adminPassword, collections, log: this.log, idleTimeoutMs, repos: addUsers ? () => this.store.users.allDids() : undefined })
     }
-    return new FirehoseSource({ url: this.config.firehoseUrl, collections, idResolver: this.#idResolver, log: this.log })
+    return new FirehoseSource({ url: this.config.firehoseUrl, collections, idResolver: this.#idResolver, log: this.log, idleTimeoutMs })
   }
 
   /** The deployed indexer on this app: it owns the app from then on and destroys it last. */

@@ -89,6 +89,8 @@ export class IngestService implements AsyncDisposable {
       problems,
       source: this.source.id,
       connected: stats.connected,
+      disconnectedSince: stats.disconnectedSince === undefined ? null : new Date(stats.disconnectedSince).toISOString(),
+      lastDropReason: stats.lastDropReason ?? null,
       reconnects: stats.reconnects,
       lagSeconds: state.lagSeconds,
       appliedCursor: state.appliedCursor ?? null,

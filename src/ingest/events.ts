@@ -101,4 +101,6 @@ export interface SourceStats {
   disconnectedSince?: number
   reconnects: number
   framesReceived: number
+  /** Why the last connection was dropped by us, when it was (a silent line). */
+  lastDropReason?: string
 }

@@ -17,6 +17,8 @@ export interface FirehoseSourceOptions {
   log?: Logger
   backoff?: Backoff
   highWater?: number
+  /** A connection silent this long (no frame, no pong) is dropped and reopened (websocket-feed.ts). */
+  idleTimeoutMs?: number
 }
 
 interface RepoOp {
@@ -68,7 +70,7 @@ export class FirehoseSource implements Source {
       if (cursor !== undefined) u.searchParams.set('cursor', String(cursor))
       return u.toString()
     }
-    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater })) {
+    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
       for (const event of await this.parseFrame(message.data)) {
         if (event.cursor !== undefined) cursor = event.cursor
         yield event

@@ -73,6 +73,10 @@ export class Indexer {
   readonly #opts: IndexerOptions
   readonly #log: Logger
   readonly #collections: ReadonlyMap<string, AnyCollection>
+  /** Saves run one after another: a slow one never lands after a newer one. */
+  #saving: Promise<void> = Promise.resolve()
+  #saveTimer?: NodeJS.Timeout
+  #lastSave = 0
 
   constructor(opts: IndexerOptions) {
     this.#opts = opts
@@ -88,7 +92,7 @@ export class Indexer {
     this.state.savedCursor = from
     this.state.appliedCursor = from
     this.#log.info({ source: source.id, cursor: from ?? null }, from === undefined ? 'starting from the live tail' : 'resuming from saved cursor')
-    let lastSave = Date.now()
+    this.#lastSave = Date.now()
     let reconnectsSeen = source.stats.reconnects
 
     try {
@@ -102,17 +106,37 @@ export class Indexer {
         this.metrics.connected.set(source.stats.connected ? 1 : 0)
         this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)
         reconnectsSeen = source.stats.reconnects
-        if (Date.now() - lastSave >= (this.#opts.cursorSaveIntervalMs ?? 1000)) {
-          await this.#saveCursor(signal)
-          lastSave = Date.now()
-        }
+        // Now if the last save is old enough, else soon: a lone event (a quiet stream) must not
+        // wait for the next one, or for shutdown, to have its position kept.
+        if (Date.now() - this.#lastSave >= this.#saveInterval) await this.#saveCursor(signal)
+        else this.#saveSoon(signal)
       }
     } finally {
+      clearTimeout(this.#saveTimer)
+      this.#saveTimer = undefined
       await this.#saveCursor(signal, true)
     }
   }
 
-  async #saveCursor(signal: AbortSignal, final = false): Promise<void> {
+  get #saveInterval(): number {
+    return this.#opts.cursorSaveIntervalMs ?? 1000
+  }
+
+  #saveSoon(signal: AbortSignal): void {
+    if (this.#saveTimer) return
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined
+      if (!signal.aborted) void this.#saveCursor(signal)
+    }, Math.max(0, this.#saveInterval - (Date.now() - this.#lastSave)))
+  }
+
+  #saveCursor(signal: AbortSignal, final = false): Promise<void> {
+    this.#saving = this.#saving.then(() => this.#saveCursorNow(signal, final)).catch((err) => this.#log.warn({ err }, 'could not save the cursor'))
+    return this.#saving
+  }
+
+  async #saveCursorNow(signal: AbortSignal, final: boolean): Promise<void> {
+    this.#lastSave = Date.now()
     const cursor = this.state.appliedCursor
     if (cursor === undefined || cursor === this.state.savedCursor) return
     const save = () => this.#opts.store.cursors.save(this.#opts.source.id, cursor).then(() => true)

@@ -16,6 +16,8 @@ export interface JetstreamSourceOptions {
   rewindUs?: number
   backoff?: Backoff
   highWater?: number
+  /** A connection silent this long (no frame, no pong) is dropped and reopened (websocket-feed.ts). */
+  idleTimeoutMs?: number
 }
 
 /** Public instances keep about 36 hours; assume a little less to warn before it bites. */
@@ -67,7 +69,7 @@ export class JetstreamSource implements Source {
       return u.toString()
     }
 
-    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater })) {
+    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
       if (gap) {
         yield gap
         gap = undefined

@@ -16,6 +16,8 @@ export interface TapSourceOptions {
   log?: Logger
   backoff?: Backoff
   highWater?: number
+  /** A connection silent this long (no frame, no pong) is dropped and reopened (websocket-feed.ts). */
+  idleTimeoutMs?: number
 }
 
 /**
@@ -54,7 +56,7 @@ export class TapSource implements Source {
     let connections = this.stats.reconnects
     // Tap sends nothing until it tracks a repo: ask before the first event, not on it.
     void this.#addRepos(signal)
-    for await (const message of websocketFeed({ url: () => channel, headers, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater })) {
+    for await (const message of websocketFeed({ url: () => channel, headers, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
       if (this.stats.reconnects !== connections) {
         // A new connection: Tap may resend a backfill, so each repo's compare is owed again;
         // and a Tap that restarted on an empty database tracks nothing until asked again.

@@ -3,6 +3,9 @@ import type { Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
 import type { SourceStats } from './events.ts'
 
+/** Public Jetstream and relays answer pings; 30 s notices a dead line well within a minute. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000
+
 export interface Message {
   data: Buffer
   isBinary: boolean
@@ -25,6 +28,12 @@ export interface FeedOptions {
   stableAfterMs?: number
   /** Sent with every connection's upgrade request (Tap's Basic auth). */
   headers?: Record<string, string>
+  /**
+   * A connection that answers neither with a frame nor a pong for this long is dead (a
+   * half-open TCP connection, a frozen upstream): it is dropped and opened again. Pings go
+   * out at a third of it. Time we spend not reading (backpressure) does not count.
+   */
+  idleTimeoutMs?: number
 }
 
 /**
@@ -58,13 +67,29 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
       wake = undefined
     }
     const url = opts.url()
-    const socket = new WebSocket(url, { maxPayload: opts.maxPayload ?? 8 * 1024 * 1024, headers: opts.headers })
+    const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS
+    const socket = new WebSocket(url, { maxPayload: opts.maxPayload ?? 8 * 1024 * 1024, headers: opts.headers, handshakeTimeout: idleMs })
+    let lastHeard = Date.now()
+    let paused = false
+    const watchdog = setInterval(() => {
+      if (paused || socket.readyState !== WebSocket.OPEN) {
+        lastHeard = Date.now()
+        return
+      }
+      if (Date.now() - lastHeard > idleMs) {
+        stats.lastDropReason = `no frame or pong for ${idleMs / 1000} s`
+        log.warn({ idleTimeoutMs: idleMs }, 'connection silent past the idle timeout (no frame, no pong): dropping it')
+        socket.terminate()
+        return
+      }
+      socket.ping()
+    }, Math.max(20, Math.floor(idleMs / 3)))
+    socket.on('pong', () => (lastHeard = Date.now()))
     const reply = (text: string): boolean => {
       if (socket.readyState !== WebSocket.OPEN) return false
       socket.send(text)
       return true
     }
-    let paused = false
     let stableTimer: NodeJS.Timeout | undefined
     socket.on('open', () => {
       stats.connected = true
@@ -73,6 +98,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
       stableTimer = setTimeout(() => backoff.reset(), opts.stableAfterMs ?? 10_000)
     })
     socket.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      lastHeard = Date.now()
       stats.framesReceived++
       const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
       queue.push({ data: buf, isBinary, reply })
@@ -86,6 +112,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
     socket.on('close', (code, reason) => {
       closed = true
       clearTimeout(stableTimer)
+      clearInterval(watchdog)
       if (stats.connected || stats.disconnectedSince === undefined) stats.disconnectedSince = Date.now()
       stats.connected = false
       if (!signal.aborted) log.warn({ code, reason: reason.toString() }, 'disconnected')
@@ -114,6 +141,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
     } finally {
       signal.removeEventListener('abort', onAbort)
       clearTimeout(stableTimer)
+      clearInterval(watchdog)
       if (!closed) socket.terminate()
     }
   }

@@ -14,6 +14,8 @@ import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 const t = useTestDb('ingest_jetstream')
+/** Short, so a frozen line is noticed quickly here. */
+const IDLE_MS = 1_500
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
 const byRkey = (did: string, rkey: string) => moods().findOne({ 'atproto.did': did, 'atproto.rkey': rkey })
 const snapshot = () => snapshotOf(t.db, [COLLECTIONS.moods, COLLECTIONS.quarantine])
@@ -28,7 +30,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
   let service: IngestService
   let firstCursor: number | undefined
   const kinds: string[] = []
-  const fastSource = () => new JetstreamSource({ url, backoff: new Backoff({ baseMs: 20, maxMs: 200 }) })
+  const fastSource = () => new JetstreamSource({ url, backoff: new Backoff({ baseMs: 20, maxMs: 200 }), idleTimeoutMs: IDLE_MS })
   const onApplied = (batch: readonly IngestEvent[], cursor: number | undefined) => {
     firstCursor ??= cursor
     kinds.push(...batch.map((e) => e.kind))
@@ -97,6 +99,22 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     // Only a resume from the saved position replays it: a fresh connection starts at the live tail.
     await waitFor(() => byRkey(alice.did, during.rkey).then((d) => d ?? undefined), { what: 'the mood written during the drop' })
     expect(service.indexer.metrics.reconnects.get()).toBeGreaterThanOrEqual(1)
+  })
+
+  it('a frozen line (TCP open, nothing moving) is noticed within the idle timeout; it reconnects by itself and the waiting mood arrives', async () => {
+    // This source's idle timeout is IDLE_MS; production's default is 30 s (MOODSYNC_IDLE_TIMEOUT_SECONDS).
+    const reconnects = service.source.stats.reconnects
+    proxy.freeze()
+    const frozenAt = performance.now()
+    const waiting = await post('waiting behind a frozen line')
+    await waitFor(() => !service.source.stats.connected, { what: 'the silent line to be dropped', timeoutMs: IDLE_MS * 4 })
+    const detectedMs = performance.now() - frozenAt
+    expect(service.source.stats.lastDropReason).toBe(`no frame or pong for ${IDLE_MS / 1000} s`)
+    expect((await (await fetch(`${service.ops.url}/healthz`)).json()) as Record<string, unknown>).toMatchObject({ lastDropReason: expect.stringMatching(/no frame or pong/) })
+    await waitFor(() => service.source.stats.connected && service.source.stats.reconnects > reconnects, { what: 'the reconnect' })
+    await waitFor(() => byRkey(alice.did, waiting.rkey).then((d) => d ?? undefined), { what: 'the mood written while the line was frozen' })
+    expect(detectedMs).toBeLessThan(IDLE_MS * 2)
+    console.log(`frozen line dropped ${Math.round(detectedMs)} ms after it froze (idle timeout ${IDLE_MS} ms)`)
   })
 
   it('deactivation and reactivation follow through Jetstream account events', async () => {

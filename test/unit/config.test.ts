@@ -25,6 +25,7 @@ describe('parseConfig', () => {
     expect(config.http.host).toBe('127.0.0.1')
     expect(config.secret).toBeUndefined()
     expect(config.tap).toEqual({ url: 'http://127.0.0.1:2480', adminPassword: undefined, addUsers: true })
+    expect(config.idleTimeoutSeconds).toBe(30)
   })
 
   it('reads the Tap source settings; its password is kept as given', () => {
@@ -68,6 +69,7 @@ describe('parseConfig', () => {
     ['MOODSYNC_HTTP_PORT', '70000', /^MOODSYNC_HTTP_PORT: "70000" is not a port number/],
     ['MOODSYNC_HTTP_PORT', 'abc', /^MOODSYNC_HTTP_PORT: "abc" is not a port number/],
     ['MOODSYNC_HTTP_HOST', 'a b', /^MOODSYNC_HTTP_HOST: .*not a host/],
+    ['MOODSYNC_IDLE_TIMEOUT_SECONDS', '0', /^MOODSYNC_IDLE_TIMEOUT_SECONDS: "0" is not a positive number of seconds$/],
     ['MOODSYNC_SECRET', 'short', /^MOODSYNC_SECRET: must be at least 32 characters \(got 5\)$/],
   ]
   for (const [variable, value, message] of bad) {

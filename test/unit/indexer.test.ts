@@ -100,6 +100,27 @@ describe('indexer on an in-memory store', () => {
     expect(store.quarantined).toEqual([expect.objectContaining({ rkey: '3kaaaaaaaaa22', reason: 'record nests deeper than 32 levels' })])
   })
 
+  it("a lone event's position is saved within the save interval, though nothing follows it", async () => {
+    const store = new MemoryStore()
+    const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
+    const quiet: Source = {
+      id: 'quiet:test',
+      stats,
+      async *events(signal) {
+        yield { kind: 'commit', cursor: 7, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'the only one today')] }
+        // Then nothing, until shutdown: a quiet stream.
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
+      },
+    }
+    const abort = new AbortController()
+    const running = new Indexer({ store, source: quiet, cursorSaveIntervalMs: 200 }).run(abort.signal)
+    const deadline = Date.now() + 2_000
+    while ((await store.cursors.get('quiet:test')) === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(await store.cursors.get('quiet:test')).toBe(7)
+    abort.abort()
+    await running
+  })
+
   it("a resync that asks for it only reads repos we know: a platform user's, or one with records", async () => {
     const store = new MemoryStore()
     const [user, stranger] = ['did:plc:useruseruseruseruseruser', 'did:plc:strangerstrangerstranger']
