@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { ConfigError } from '../errors.ts'
 import type { Command, CommandContext } from './command.ts'
 import { UsageError } from './command.ts'
@@ -19,13 +20,18 @@ function help(): string {
   return [
     'moodsync: keeps aesthetic.computer moods in MongoDB in sync with ATProto (computer.aesthetic.mood)',
     '',
-    'usage: moodsync <command> [options]',
+    'usage: moodsync <command> [options]      moodsync --version',
     '',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'moodsync <command> --help shows a command\'s options. Configuration comes from the environment',
     'or a .env file (see README.md).',
   ].join('\n')
+}
+
+/** From package.json, two folders up from here in `src/cli/` and in the built `dist/cli/` alike. */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 }
 
 /**
@@ -39,6 +45,10 @@ export async function main(argv: string[], io: Partial<Pick<CommandContext, 'std
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     stdout.write(`${help()}\n`)
     return name === undefined ? 2 : 0
+  }
+  if (name === '--version' || name === '-v') {
+    stdout.write(`moodsync ${version()}\n`)
+    return 0
   }
   const command = COMMANDS.find((c) => c.name === name)
   if (!command) {

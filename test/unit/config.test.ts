@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { DEFAULTS, parseConfig, requireSecret } from '../../src/config.ts'
 import { ConfigError } from '../../src/errors.ts'
@@ -119,5 +120,12 @@ describe('moodsync CLI start-up', () => {
     const err = capture()
     expect(await main(['frobnicate'], { stdout: out.stream, stderr: err.stream })).toBe(2)
     expect(err.text()).toMatch(/unknown command "frobnicate"/)
+  })
+
+  it('--version prints the package version', async () => {
+    const out = capture()
+    expect(await main(['--version'], { stdout: out.stream })).toBe(0)
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+    expect(out.text()).toBe(`moodsync ${version}\n`)
   })
 })
