@@ -59,10 +59,6 @@ export class CollectionDirectoryDaemon {
     return directory
   }
 
-  get output(): string {
-    return this.#daemon.output
-  }
-
   /** Every DID it lists for `collection`, paged as a client would. */
   async repos(collection = 'computer.aesthetic.mood'): Promise<string[]> {
     const dids: string[] = []

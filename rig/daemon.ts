@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -125,9 +126,8 @@ export async function answers(url: string, statuses: readonly number[] = [200], 
 
 /** A free loopback port (there is a small window before the caller binds it). */
 export async function freePort(): Promise<number> {
-  const net = await import('node:net')
   return new Promise((resolve, reject) => {
-    const server = net.createServer()
+    const server = createServer()
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const { port } = server.address() as { port: number }

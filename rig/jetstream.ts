@@ -10,15 +10,13 @@ import { goTool } from './tools.ts'
  * current key form (rig/plc-multikey.ts).
  */
 export class JetstreamDaemon {
-  readonly version: 'v1' | 'v2'
   /** Its `/subscribe` endpoint. */
   readonly url: string
   readonly #daemon: Daemon
   readonly #plc?: PlcMultikeyProxy
   readonly #v2?: { relayUrl: string; plcUrl: string }
 
-  private constructor(version: 'v1' | 'v2', url: string, daemon: Daemon, plc?: PlcMultikeyProxy, v2?: { relayUrl: string; plcUrl: string }) {
-    this.version = version
+  private constructor(url: string, daemon: Daemon, plc?: PlcMultikeyProxy, v2?: { relayUrl: string; plcUrl: string }) {
     this.url = url
     this.#daemon = daemon
     this.#plc = plc
@@ -42,7 +40,7 @@ export class JetstreamDaemon {
       ],
       probe: () => answers(`http://127.0.0.1:${port}/`),
     })
-    return new JetstreamDaemon('v1', `ws://127.0.0.1:${port}/subscribe`, daemon)
+    return new JetstreamDaemon(`ws://127.0.0.1:${port}/subscribe`, daemon)
   }
 
   /** Jetstream v2 on a relay (`http://127.0.0.1:PORT`). */
@@ -71,15 +69,11 @@ export class JetstreamDaemon {
         probe: () => answers(`http://127.0.0.1:${port}/subscribe`, [426]),
         timeoutMs: 120_000,
       })
-      return new JetstreamDaemon('v2', `ws://127.0.0.1:${port}/subscribe`, daemon, plc, { relayUrl: opts.relayUrl, plcUrl: opts.plcUrl })
+      return new JetstreamDaemon(`ws://127.0.0.1:${port}/subscribe`, daemon, plc, { relayUrl: opts.relayUrl, plcUrl: opts.plcUrl })
     } catch (err) {
       await plc.stop()
       throw err
     }
-  }
-
-  get output(): string {
-    return this.#daemon.output
   }
 
   async stop(opts: { keepData?: boolean } = {}): Promise<void> {

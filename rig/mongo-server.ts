@@ -19,7 +19,7 @@ export interface MongoServer {
   stop(): Promise<void>
 }
 
-export const MONGO_LABELS: Record<MongoServerKind, string> = {
+const MONGO_LABELS: Record<MongoServerKind, string> = {
   'mongo-java': 'mongo-java-server 1.47.0 (memory backend, rig/mongo-java-server)',
   ferretdb: 'FerretDB v1.24 (SQLite backend, rig/ferretdb)',
 }

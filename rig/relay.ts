@@ -76,10 +76,6 @@ export class RelayServer {
     return `${this.url.replace(/^http/, 'ws')}/xrpc/com.atproto.sync.subscribeRepos`
   }
 
-  get output(): string {
-    return this.#daemon.output
-  }
-
   async stop(): Promise<void> {
     await this.#daemon.stop()
   }

@@ -67,19 +67,6 @@ export class TapDaemon {
     return basic(this.adminPassword)
   }
 
-  /** Its WebSocket (`/channel`). */
-  get channelUrl(): string {
-    return `${this.url.replace(/^http/, 'ws')}/channel`
-  }
-
-  get dataDir(): string {
-    return this.#daemon.dir
-  }
-
-  get output(): string {
-    return this.#daemon.output
-  }
-
   /** Tracks repos: Tap backfills each from its PDS, then follows it live. */
   async addRepos(dids: readonly string[]): Promise<void> {
     const res = await fetch(`${this.url}/repos/add`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: this.authorization }, body: JSON.stringify({ dids }) })
