@@ -168,7 +168,7 @@ async function replay(path: keyof typeof PATHS, url: string, plcUrl: string, bac
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS)
     const source = new FirehoseSource({ url, idResolver: createIdResolver(plcUrl) })
     let commits = 0
-    for await (const event of source.events(abort.signal, backlog.from)) {
+    for await (const event of source.events(abort.signal, backlog.from === undefined ? undefined : { cursor: backlog.from })) {
       if (event.kind === 'commit') {
         commits++
         for (const op of event.ops) if (op.action === 'upsert') kept.add(`at://${event.did}/${op.collection}/${op.rkey} ${op.cid}`)

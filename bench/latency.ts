@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto'
 import { MongoClient } from 'mongodb'
 import { App } from '../src/app/app.ts'
 import { parseConfig } from '../src/config.ts'
-import type { IngestEvent, Source } from '../src/ingest/events.ts'
+import type { IngestEvent, SavedPosition, Source } from '../src/ingest/events.ts'
 import { COLLECTIONS } from '../src/store/collections.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { JetstreamDaemon } from '../rig/jetstream.ts'
@@ -169,8 +169,9 @@ async function writeMood(account: TestAccount, text: string): Promise<string> {
 function noting(inner: Source, seen: Map<string, { at: number; cursor: number }>): Source {
   return {
     id: inner.id,
+    instance: inner.instance,
     stats: inner.stats,
-    async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
+    async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
       for await (const event of inner.events(signal, from)) {
         if (event.kind === 'commit') for (const op of event.ops) if (!seen.has(op.rkey)) seen.set(op.rkey, { at: performance.now(), cursor: event.cursor })
         yield event

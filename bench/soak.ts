@@ -137,7 +137,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
       counts['quarantined'] = [await real.db.collection(COLLECTIONS.quarantine).countDocuments(), 0]
       counts['live moods in MongoDB'] = [await real.db.collection(COLLECTIONS.moods).countDocuments({ deleted: { $ne: true } }), live]
       counts['documents not as the last event says'] = [await wrongDocs(real.db, plan), 0]
-      counts['saved cursor'] = [(await real.cursors.get(source.id)) ?? 0, lastCursor]
+      counts['saved cursor'] = [(await real.cursors.get(source.id))?.cursor ?? 0, lastCursor]
     } else {
       counts['quarantined'] = [memory.quarantined.length, 0]
       counts['upserts applied'] = [memory.applied.inserted + memory.applied.updated, plan.events - deletes]

@@ -1,5 +1,6 @@
 import type { IndexerStore } from '../src/ingest/indexer.ts'
 import { emptyApplyResult, type ApplyResult, type RecordOp } from '../src/store/ops.ts'
+import type { SavedPosition } from '../src/store/cursors.ts'
 import type { QuarantineEntry } from '../src/store/quarantine.ts'
 
 /**
@@ -15,12 +16,12 @@ export class MemoryStore implements IndexerStore {
   /** DID -> platform user, for what `users.resolve` answers. */
   readonly owners = new Map<string, string>()
   readonly applied: ApplyResult = emptyApplyResult()
-  #cursors = new Map<string, number>()
+  #cursors = new Map<string, SavedPosition>()
   batches = 0
 
   readonly cursors = {
     get: async (id: string) => this.#cursors.get(id),
-    save: async (id: string, cursor: number) => void this.#cursors.set(id, cursor),
+    save: async (id: string, position: SavedPosition) => void this.#cursors.set(id, position),
   }
   readonly quarantine = { add: async (entries: readonly QuarantineEntry[]) => void this.quarantined.push(...entries) }
   readonly gaps = { record: async () => 0 }

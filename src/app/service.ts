@@ -1,5 +1,5 @@
 import type { Source } from '../ingest/events.ts'
-import { Indexer, type IndexerOptions } from '../ingest/indexer.ts'
+import { Indexer, lagSeconds, type IndexerOptions } from '../ingest/indexer.ts'
 import type { Store } from '../store/store.ts'
 import type { AnyCollection } from '../sync/collection.ts'
 import { BackfillWorker } from '../reconcile/worker.ts'
@@ -7,6 +7,10 @@ import { OpsServer, type HealthReport } from '../server/ops-server.ts'
 import { RetryWorker } from '../writer/worker.ts'
 import type { App } from './app.ts'
 import { createServiceMetrics, type ServiceMetrics } from './metrics.ts'
+import { StoreProbe } from './store-probe.ts'
+
+/** How long shutdown waits for the work in hand before closing MongoDB under it. */
+const SHUTDOWN_GRACE_MS = 5_000
 
 export interface IngestServiceOptions {
   app: App
@@ -29,6 +33,7 @@ export class IngestService implements AsyncDisposable {
   readonly #app: App
   readonly #abort = new AbortController()
   readonly #workers: { run(signal: AbortSignal): Promise<void> }[] = []
+  readonly #probe: StoreProbe
   #running?: Promise<void>
 
   constructor(opts: IngestServiceOptions) {
@@ -43,7 +48,11 @@ export class IngestService implements AsyncDisposable {
       this.#workers.push(new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set(n, { state })) }))
     }
     if (app.config.autoBackfill) this.#workers.push(new BackfillWorker({ queue: app.store.backfill, sync: app.sync, log, metrics: this.metrics.backfill }))
-    this.ops = new OpsServer({ host: app.config.http.host, port: app.config.http.port, registry: this.metrics.registry, health: () => this.health(), log })
+    // Often enough to see a hung MongoDB well within the limit it is judged by.
+    const probeMs = Math.min(5_000, Math.max(200, (app.config.health.maxDisconnectedSeconds * 1000) / 4))
+    this.#probe = new StoreProbe({ ping: () => app.store.ping(), intervalMs: probeMs, timeoutMs: probeMs, log })
+    this.#workers.push(this.#probe)
+    this.ops = new OpsServer({ host: app.config.http.host, port: app.config.http.port, registry: this.metrics.registry, health: () => this.health(), readiness: () => this.readiness(), log })
   }
 
   get store(): Store {
@@ -71,41 +80,77 @@ export class IngestService implements AsyncDisposable {
     return this.#running ?? Promise.resolve()
   }
 
+  /**
+   * Liveness: unhealthy while the source has been disconnected, MongoDB failing or hung, or
+   * the lag high, past the configured limits. Everything is computed now, not when the last
+   * event came: a dead line shows while it is dead.
+   */
   health(): HealthReport {
     const now = Date.now()
+    const limits = this.#app.config.health
+    const report = this.#details(now)
+    const problems: string[] = []
+    if (report.disconnectedForSeconds > limits.maxDisconnectedSeconds) problems.push(`source disconnected for ${Math.round(report.disconnectedForSeconds)} s`)
+    if (report.lagSeconds > limits.maxLagSeconds) problems.push(`lag ${Math.round(report.lagSeconds)} s`)
+    if (report.storeFailingForSeconds > limits.maxDisconnectedSeconds) problems.push(`MongoDB failing or not answering for ${Math.round(report.storeFailingForSeconds)} s`)
+    return { healthy: problems.length === 0, problems, ...report }
+  }
+
+  /** Readiness: MongoDB answers, the source is connected, and the stream is caught up (lag within the limit). */
+  readiness(): HealthReport {
+    const now = Date.now()
+    const report = this.#details(now)
+    const problems: string[] = []
+    if (this.indexer.state.startedAt === undefined) problems.push('starting')
+    if (this.#probe.state.lastOkAt === undefined || report.storeFailing) problems.push('MongoDB not answering')
+    if (!report.connected) problems.push('source not connected')
+    if (report.lagSeconds > this.#app.config.health.maxLagSeconds) problems.push(`catching up: lag ${Math.round(report.lagSeconds)} s`)
+    return { healthy: problems.length === 0, ready: problems.length === 0, problems, ...report }
+  }
+
+  #details(now: number) {
     const { stats } = this.source
     const state = this.indexer.state
-    const limits = this.#app.config.health
-    const problems: string[] = []
-    const disconnectedFor = stats.connected || stats.disconnectedSince === undefined ? 0 : (now - stats.disconnectedSince) / 1000
-    if (!stats.connected && (stats.disconnectedSince === undefined ? false : disconnectedFor > limits.maxDisconnectedSeconds)) {
-      problems.push(`disconnected for ${Math.round(disconnectedFor)} s`)
-    }
-    if (state.lagSeconds > limits.maxLagSeconds) problems.push(`lag ${Math.round(state.lagSeconds)} s`)
-    const storeFailingFor = state.storeFailingSince === undefined ? 0 : (now - state.storeFailingSince) / 1000
-    if (storeFailingFor > limits.maxDisconnectedSeconds) problems.push(`MongoDB failing for ${Math.round(storeFailingFor)} s`)
+    const probe = this.#probe.state
+    const since = [state.storeFailingSince, probe.failingSince, state.storeBusySince].filter((t): t is number => t !== undefined)
+    const storeFailingFor = since.length === 0 ? 0 : (now - Math.min(...since)) / 1000
+    const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString())
     return {
-      healthy: problems.length === 0,
-      problems,
       source: this.source.id,
+      instance: this.source.instance,
       connected: stats.connected,
-      disconnectedSince: stats.disconnectedSince === undefined ? null : new Date(stats.disconnectedSince).toISOString(),
+      disconnectedSince: iso(stats.disconnectedSince),
+      disconnectedForSeconds: stats.connected || stats.disconnectedSince === undefined ? 0 : (now - stats.disconnectedSince) / 1000,
       lastDropReason: stats.lastDropReason ?? null,
       reconnects: stats.reconnects,
-      lagSeconds: state.lagSeconds,
+      lagSeconds: lagSeconds(state, now),
+      caughtUpTo: iso(state.caughtUpTo),
       appliedCursor: state.appliedCursor ?? null,
       savedCursor: state.savedCursor ?? null,
-      lastAppliedAt: state.lastAppliedAt === undefined ? null : new Date(state.lastAppliedAt).toISOString(),
+      lastAppliedAt: iso(state.lastAppliedAt),
       gapsDetected: state.gaps,
-      storeFailing: state.storeFailingSince !== undefined,
+      // Failing since the first of: a refused write, an unanswered ping, a write still waiting.
+      storeFailing: state.storeFailingSince !== undefined || probe.failingSince !== undefined,
+      storeFailingForSeconds: storeFailingFor,
+      storeError: probe.lastError ?? null,
     }
   }
 
+  /**
+   * Stops reading, lets the batch in hand and the cursor save finish, and closes. A MongoDB
+   * that answers nothing cannot hold the process: after a grace period the connection is
+   * closed under the waiting operations (they fail; what they covered is replayed next time).
+   */
   async destroy(): Promise<void> {
     this.#abort.abort()
-    await this.#running?.catch(() => {})
+    const running = this.#running?.catch(() => {})
+    let timer: NodeJS.Timeout | undefined
+    const stopped = await Promise.race([running?.then(() => true) ?? true, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), SHUTDOWN_GRACE_MS)))])
+    clearTimeout(timer)
     await this.ops.destroy()
+    if (!stopped) this.#app.log.warn({ graceMs: SHUTDOWN_GRACE_MS }, 'MongoDB has not answered since shutdown began: closing the connection under the waiting operations')
     await this.#app.destroy()
+    await running
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -1,6 +1,8 @@
+import type { SavedPosition } from '../store/cursors.ts'
 import type { RecordDelete, RecordWrite } from '../sync/collection.ts'
 
 export type { RecordDelete, RecordWrite } from '../sync/collection.ts'
+export type { SavedPosition } from '../store/cursors.ts'
 export { RAW_LIMIT, truncate } from '../sync/records.ts'
 
 /**
@@ -8,7 +10,7 @@ export { RAW_LIMIT, truncate } from '../sync/records.ts'
  * `time_us`, firehose `seq`); resuming from an event's cursor replays that event and what
  * follows. Sources only parse the wire; validation and storage happen downstream.
  */
-export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | ResyncEvent | SkipEvent
+export type IngestEvent = CommitEvent | AccountEvent | IdentityEvent | InvalidEvent | GapEvent | ResyncEvent | SkipEvent | HeartbeatEvent
 
 /** One repo commit's operations on the collections we index (Jetstream sends one op per event). */
 export interface CommitEvent {
@@ -82,11 +84,28 @@ export interface SkipEvent {
   emittedAt?: number
 }
 
+/**
+ * The live connection answered a ping with nothing of ours waiting: the source has delivered
+ * everything the network emitted up to `emittedAt`, so a quiet stream is not a growing lag.
+ * `cursor`, when set, is a position safe to resume from (a watermark a margin behind), so a
+ * quiet week does not age the saved position past the server's replay window.
+ */
+export interface HeartbeatEvent {
+  kind: 'heartbeat'
+  emittedAt: number
+  cursor?: number
+}
+
 /** A source of events: an async iterable that ends when `signal` aborts. */
 export interface Source {
-  /** Stable id for the saved cursor: kind and URL. */
+  /**
+   * The logical source (`jetstream`, `firehose`, `tap`): one saved position each, so moving
+   * to another instance of the same kind resumes from where the last one was.
+   */
   readonly id: string
-  events(signal: AbortSignal, from?: number): AsyncIterable<IngestEvent>
+  /** The instance followed (its URL). */
+  readonly instance: string
+  events(signal: AbortSignal, from?: SavedPosition): AsyncIterable<IngestEvent>
   readonly stats: SourceStats
   /**
    * Told of each batch once it is durable in MongoDB, for a source whose server keeps the

@@ -4,7 +4,8 @@ import { cborToLexRecord, readCar, readCarWithRoot, RepoVerificationError, verif
 import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
-import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type Source, type SourceStats } from './events.ts'
+import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type SavedPosition, type Source, type SourceStats } from './events.ts'
+import { Watermark } from './watermark.ts'
 import { websocketFeed } from './websocket-feed.ts'
 
 export interface FirehoseSourceOptions {
@@ -48,7 +49,8 @@ async function isEmptyRepo(blocks: unknown): Promise<boolean> {
  * then decoded.
  */
 export class FirehoseSource implements Source {
-  readonly id: string
+  readonly id = 'firehose'
+  readonly instance: string
   /** `verifiedCommits`: commits whose signature and proofs were checked (every one kept). */
   readonly stats: SourceStats & { verifiedCommits: number } = { connected: false, reconnects: 0, framesReceived: 0, verifiedCommits: 0 }
   readonly #opts: FirehoseSourceOptions
@@ -60,19 +62,33 @@ export class FirehoseSource implements Source {
     this.#opts = opts
     this.#prefixes = (opts.collections ?? [MOOD_NSID]).map((nsid) => `${nsid}/`)
     this.#log = (opts.log ?? silentLogger).child({ component: 'firehose' })
-    this.id = `firehose:${opts.url}`
+    this.instance = opts.url
   }
 
-  async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
-    let cursor = from
+  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
+    let cursor = from?.cursor
+    if (from?.instance !== undefined && from.instance !== this.instance) {
+      // Sequence numbers are each relay's own: the saved one means nothing here.
+      cursor = undefined
+      yield { kind: 'gap', reason: `moved from ${from.instance} to ${this.instance}: firehose sequence numbers do not carry over`, requested: from.cursor }
+    }
+    const liveness = new Watermark({ timeCursors: false })
     const url = () => {
       const u = new URL(this.#opts.url)
+      liveness.connecting(cursor !== undefined)
       if (cursor !== undefined) u.searchParams.set('cursor', String(cursor))
       return u.toString()
     }
-    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
+    const feed = { url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
+    for await (const message of websocketFeed(feed)) {
+      if (message.heartbeat !== undefined) {
+        const beat = liveness.heartbeat(message.heartbeat)
+        if (beat) yield beat
+        continue
+      }
       for (const event of await this.parseFrame(message.data)) {
         if (event.cursor !== undefined) cursor = event.cursor
+        liveness.delivered('emittedAt' in event ? event.emittedAt : undefined)
         yield event
       }
     }

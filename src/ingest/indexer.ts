@@ -53,12 +53,23 @@ export interface IndexerOptions {
 export interface IndexerState {
   /** Last cursor whose events are durable in MongoDB. */
   appliedCursor?: number
+  /** When the network emitted the event at `appliedCursor` (µs), when known. */
+  appliedTimeUs?: number
   savedCursor?: number
   lastAppliedAt?: number
-  lagSeconds: number
+  /**
+   * Network time (ms) up to which everything is durable here: the last applied event's, or a
+   * heartbeat's (the live stream caught up); lag is now minus this, so it grows while nothing
+   * arrives on a dead line and not on a quiet one.
+   */
+  caughtUpTo?: number
+  /** When `run` began (ms). */
+  startedAt?: number
   gaps: number
   /** Set while MongoDB refuses the current batch. */
   storeFailingSince?: number
+  /** Set while a MongoDB operation of the indexer is in flight (a hung server answers nothing). */
+  storeBusySince?: number
 }
 
 /**
@@ -68,7 +79,7 @@ export interface IndexerState {
  * skipped and the cursor never passes an unapplied event.
  */
 export class Indexer {
-  readonly state: IndexerState = { lagSeconds: 0, gaps: 0 }
+  readonly state: IndexerState = { gaps: 0 }
   readonly metrics: IngestMetrics
   readonly #opts: IndexerOptions
   readonly #log: Logger
@@ -77,6 +88,7 @@ export class Indexer {
   #saving: Promise<void> = Promise.resolve()
   #saveTimer?: NodeJS.Timeout
   #lastSave = 0
+  #savedInstance?: string
 
   constructor(opts: IndexerOptions) {
     this.#opts = opts
@@ -89,9 +101,15 @@ export class Indexer {
   async run(signal: AbortSignal): Promise<void> {
     const { store, source } = this.#opts
     const from = await this.#withStoreRetry(() => store.cursors.get(source.id), signal)
-    this.state.savedCursor = from
-    this.state.appliedCursor = from
-    this.#log.info({ source: source.id, cursor: from ?? null }, from === undefined ? 'starting from the live tail' : 'resuming from saved cursor')
+    this.state.savedCursor = from?.cursor
+    this.state.appliedCursor = from?.cursor
+    this.state.appliedTimeUs = from?.timeUs
+    this.state.startedAt = Date.now()
+    // At the tail we are caught up by definition; resuming, as far as the saved position.
+    this.state.caughtUpTo = from === undefined ? Date.now() : from.timeUs === undefined ? undefined : from.timeUs / 1000
+    this.#savedInstance = from?.instance
+    const log = { source: source.id, instance: source.instance, cursor: from?.cursor ?? null, savedFrom: from?.instance ?? null }
+    this.#log.info(log, from === undefined ? 'starting from the live tail' : 'resuming from the saved position')
     this.#lastSave = Date.now()
     let reconnectsSeen = source.stats.reconnects
 
@@ -99,8 +117,12 @@ export class Indexer {
       for await (const batch of batches(source.events(signal, from), { maxSize: this.#opts.maxBatch ?? 1000, highWater: this.#opts.highWater ?? 5000 })) {
         const applied = await this.#withStoreRetry(() => this.#applyIsolating(batch), signal)
         if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
-        const cursor = lastCursor(batch)
-        if (cursor !== undefined) this.state.appliedCursor = cursor
+        const position = lastPosition(batch)
+        const cursor = position?.cursor
+        if (position) {
+          this.state.appliedCursor = position.cursor
+          this.state.appliedTimeUs = position.timeUs
+        }
         source.acknowledge?.(batch)
         this.#opts.onApplied?.(batch, cursor)
         this.metrics.connected.set(source.stats.connected ? 1 : 0)
@@ -137,9 +159,10 @@ export class Indexer {
 
   async #saveCursorNow(signal: AbortSignal, final: boolean): Promise<void> {
     this.#lastSave = Date.now()
-    const cursor = this.state.appliedCursor
-    if (cursor === undefined || cursor === this.state.savedCursor) return
-    const save = () => this.#opts.store.cursors.save(this.#opts.source.id, cursor).then(() => true)
+    const { appliedCursor: cursor, appliedTimeUs: timeUs } = this.state
+    if (cursor === undefined || (cursor === this.state.savedCursor && this.#savedInstance === this.#opts.source.instance)) return
+    const position = { cursor, instance: this.#opts.source.instance, ...(timeUs === undefined ? {} : { timeUs }) }
+    const save = () => this.#opts.store.cursors.save(this.#opts.source.id, position).then(() => true)
     // On shutdown, one try: if MongoDB is down the cursor stays behind, which only means replay.
     const saved = final
       ? await save().catch((err) => {
@@ -150,6 +173,7 @@ export class Indexer {
     if (!saved) return
     this.#log.debug({ cursor }, 'cursor saved')
     this.state.savedCursor = cursor
+    this.#savedInstance = this.#opts.source.instance
     this.metrics.cursor.set(cursor)
   }
 
@@ -158,7 +182,8 @@ export class Indexer {
     const backoff = this.#opts.storeBackoff ?? new Backoff({ baseMs: 200, maxMs: 10_000 })
     for (;;) {
       try {
-        const value = await work()
+        this.state.storeBusySince = Date.now()
+        const value = await work().finally(() => (this.state.storeBusySince = undefined))
         if (this.state.storeFailingSince !== undefined) this.#log.info('MongoDB is back; resuming')
         this.state.storeFailingSince = undefined
         return value
@@ -267,6 +292,7 @@ export class Indexer {
           this.#log.info({ did: event.did, reason: event.reason }, 'repo resync: queued for backfill')
           break
         case 'skip':
+        case 'heartbeat':
           break
       }
     }
@@ -280,9 +306,8 @@ export class Indexer {
 
     const now = Date.now()
     const emitted = lastEmitted(batch)
-    if (emitted !== undefined) this.state.lagSeconds = Math.max(0, (now - emitted) / 1000)
+    if (emitted !== undefined) this.state.caughtUpTo = Math.max(this.state.caughtUpTo ?? 0, emitted)
     this.state.lastAppliedAt = now
-    this.metrics.lag.set(this.state.lagSeconds)
     this.metrics.batchSize.observe(batch.length)
     this.metrics.applySeconds.observe((performance.now() - started) / 1000)
     return true
@@ -310,12 +335,25 @@ export class Indexer {
   }
 }
 
-function lastCursor(batch: readonly IngestEvent[]): number | undefined {
+/** The last cursor in the batch, with its network time when the event carries one. */
+function lastPosition(batch: readonly IngestEvent[]): { cursor: number; timeUs?: number } | undefined {
   for (let i = batch.length - 1; i >= 0; i--) {
-    const cursor = batch[i]!.cursor
-    if (cursor !== undefined) return cursor
+    const event = batch[i]!
+    if (event.cursor === undefined) continue
+    const emittedAt = 'emittedAt' in event ? event.emittedAt : undefined
+    return emittedAt === undefined ? { cursor: event.cursor } : { cursor: event.cursor, timeUs: Math.round(emittedAt * 1000) }
   }
   return undefined
+}
+
+/**
+ * Seconds the indexer is behind the network now. Resuming from a position of unknown time, it
+ * counts from the start until the first event or heartbeat says better: never a claim of
+ * being caught up that nothing showed.
+ */
+export function lagSeconds(state: IndexerState, now = Date.now()): number {
+  const since = state.caughtUpTo ?? state.startedAt ?? now
+  return Math.max(0, (now - since) / 1000)
 }
 
 function lastEmitted(batch: readonly IngestEvent[]): number | undefined {

@@ -1,7 +1,8 @@
 import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
-import { truncate, type IngestEvent, type Source, type SourceStats } from './events.ts'
+import { truncate, type IngestEvent, type SavedPosition, type Source, type SourceStats } from './events.ts'
+import { Watermark } from './watermark.ts'
 import { websocketFeed } from './websocket-feed.ts'
 
 export interface JetstreamSourceOptions {
@@ -18,7 +19,14 @@ export interface JetstreamSourceOptions {
   highWater?: number
   /** A connection silent this long (no frame, no pong) is dropped and reopened (websocket-feed.ts). */
   idleTimeoutMs?: number
+  /** How far behind an answered ping the position moves on a quiet stream (watermark.ts). */
+  watermarkMarginMs?: number
+  /** How far before the saved time to resume on another instance. */
+  failoverRewindUs?: number
 }
+
+/** Jetstream's guidance for moving between instances: resume a few seconds earlier. */
+const DEFAULT_FAILOVER_REWIND_US = 10_000_000
 
 /** Public instances keep about 36 hours; assume a little less to warn before it bites. */
 const DEFAULT_WINDOW_US = 24 * 3600 * 1_000_000
@@ -36,7 +44,8 @@ export const SEQ_CURSOR_LIMIT = 1_000_000_000_000_000
  * again changes nothing.
  */
 export class JetstreamSource implements Source {
-  readonly id: string
+  readonly id = 'jetstream'
+  readonly instance: string
   readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
   readonly #opts: JetstreamSourceOptions
   readonly #log: Logger
@@ -46,16 +55,21 @@ export class JetstreamSource implements Source {
     this.#opts = opts
     this.#collections = new Set(opts.collections ?? [MOOD_NSID])
     this.#log = (opts.log ?? silentLogger).child({ component: 'jetstream' })
-    this.id = `jetstream:${opts.url}`
+    this.instance = opts.url
   }
 
-  async *events(signal: AbortSignal, from?: number): AsyncGenerator<IngestEvent> {
-    let cursor = from
+  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
     const windowUs = this.#opts.windowUs ?? DEFAULT_WINDOW_US
+    const watermark = new Watermark({ marginMs: this.#opts.watermarkMarginMs, timeCursors: true })
     let gap: IngestEvent | undefined
+    let cursor = from === undefined ? undefined : this.#resumeCursor(from)
+    if (from !== undefined && cursor === undefined) {
+      gap = { kind: 'gap', reason: `moved from ${from.instance} to ${this.instance} with a sequence cursor and no time to resume by`, requested: from.cursor }
+    }
     const url = () => {
       const u = new URL(this.#opts.url)
       for (const nsid of this.#collections) u.searchParams.append('wantedCollections', nsid)
+      watermark.connecting(cursor !== undefined)
       if (cursor !== undefined) {
         const resumeAt = Math.max(0, cursor - (this.#opts.rewindUs ?? 0))
         u.searchParams.set('cursor', String(resumeAt))
@@ -63,22 +77,49 @@ export class JetstreamSource implements Source {
         // Only a time cursor can be judged by age; a v2 sequence cursor too old is refused loudly.
         if (resumeAt >= SEQ_CURSOR_LIMIT && nowUs - resumeAt > windowUs) {
           // The server will clamp this cursor without a word: whatever came before is lost.
-          gap = { kind: 'gap', reason: `cursor ${resumeAt} is older than the replay window (${Math.round(windowUs / 3.6e9)} h)`, requested: resumeAt }
+          gap = { kind: 'gap', reason: `cursor ${resumeAt} is older than the replay window (${formatWindow(windowUs)})`, requested: resumeAt }
         }
       }
       return u.toString()
     }
 
-    for await (const message of websocketFeed({ url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
+    const feed = { url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
+    for await (const message of websocketFeed(feed)) {
       if (gap) {
         yield gap
         gap = undefined
       }
+      if (message.heartbeat !== undefined) {
+        const beat = watermark.heartbeat(message.heartbeat)
+        if (beat?.cursor !== undefined) cursor = beat.cursor
+        if (beat) yield beat
+        continue
+      }
       const event = parseJetstreamEvent(message.data.toString('utf8'), this.#collections)
       if (event.cursor !== undefined) cursor = event.cursor
+      watermark.delivered('emittedAt' in event ? event.emittedAt : undefined)
       yield event
     }
   }
+
+  /**
+   * The cursor to resume from. Another instance's `time_us` means the same moment here, and is
+   * rewound a little (Jetstream's advice for failover: instances see events at slightly
+   * different times); its v2 sequence numbers mean nothing here, so its time is used.
+   */
+  #resumeCursor(from: SavedPosition): number | undefined {
+    if (from.instance === undefined || from.instance === this.instance) return from.cursor
+    const timeUs = from.cursor >= SEQ_CURSOR_LIMIT ? from.cursor : from.timeUs
+    if (timeUs === undefined) return undefined
+    const cursor = Math.max(0, timeUs - (this.#opts.failoverRewindUs ?? DEFAULT_FAILOVER_REWIND_US))
+    this.#log.info({ from: from.instance, to: this.instance, cursor }, 'another Jetstream instance than the saved position’s: resuming by time, rewound')
+    return cursor
+  }
+}
+
+function formatWindow(us: number): string {
+  const s = us / 1e6
+  return s >= 3600 ? `${Math.round(s / 3600)} h` : `${Math.round(s)} s`
 }
 
 const MOODS_ONLY: ReadonlySet<string> = new Set([MOOD_NSID])

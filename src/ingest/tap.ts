@@ -33,7 +33,8 @@ export interface TapSourceOptions {
  * repair` finds those deletes.
  */
 export class TapSource implements Source {
-  readonly id: string
+  readonly id = 'tap'
+  readonly instance: string
   readonly stats: SourceStats = { connected: false, reconnects: 0, framesReceived: 0 }
   readonly #opts: TapSourceOptions
   readonly #log: Logger
@@ -45,7 +46,7 @@ export class TapSource implements Source {
     this.#opts = { ...opts, url: opts.url.replace(/\/+$/, '') }
     this.#collections = new Set(opts.collections ?? [MOOD_NSID])
     this.#log = (opts.log ?? silentLogger).child({ component: 'tap' })
-    this.id = `tap:${this.#opts.url}`
+    this.instance = this.#opts.url
   }
 
   async *events(signal: AbortSignal): AsyncGenerator<IngestEvent> {
@@ -56,7 +57,13 @@ export class TapSource implements Source {
     let connections = this.stats.reconnects
     // Tap sends nothing until it tracks a repo: ask before the first event, not on it.
     void this.#addRepos(signal)
-    for await (const message of websocketFeed({ url: () => channel, headers, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs })) {
+    const feed = { url: () => channel, headers, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
+    for await (const message of websocketFeed(feed)) {
+      // Tap pushes all it holds for us unasked: a pong with nothing waiting means caught up.
+      if (message.heartbeat !== undefined) {
+        yield { kind: 'heartbeat', emittedAt: message.heartbeat }
+        continue
+      }
       if (this.stats.reconnects !== connections) {
         // A new connection: Tap may resend a backfill, so each repo's compare is owed again;
         // and a Tap that restarted on an empty database tracks nothing until asked again.

@@ -11,7 +11,14 @@ export interface Message {
   isBinary: boolean
   /** Sends on the connection this message came on; false when that one has closed. */
   reply(text: string): boolean
+  /**
+   * Set (to when it came, ms) on a message that is no frame but a pong that arrived with every
+   * frame before it already consumed: the connection is alive and nothing is waiting.
+   */
+  heartbeat?: number
 }
+
+const NO_DATA = Buffer.alloc(0)
 
 export interface FeedOptions {
   /** Recomputed for every connection, so a reconnect resumes from the latest cursor. */
@@ -34,6 +41,8 @@ export interface FeedOptions {
    * out at a third of it. Time we spend not reading (backpressure) does not count.
    */
   idleTimeoutMs?: number
+  /** Yield heartbeat messages (see `Message.heartbeat`). */
+  heartbeats?: boolean
 }
 
 /**
@@ -84,7 +93,14 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
       }
       socket.ping()
     }, Math.max(20, Math.floor(idleMs / 3)))
-    socket.on('pong', () => (lastHeard = Date.now()))
+    socket.on('pong', () => {
+      lastHeard = Date.now()
+      // Only with nothing queued: a heartbeat must never overtake a frame it would vouch for.
+      if (opts.heartbeats && queue.length === 0 && !paused) {
+        queue.push({ data: NO_DATA, isBinary: false, reply, heartbeat: lastHeard })
+        notify()
+      }
+    })
     const reply = (text: string): boolean => {
       if (socket.readyState !== WebSocket.OPEN) return false
       socket.send(text)

@@ -14,10 +14,12 @@ export interface OpsServerOptions {
   port: number
   registry: Registry
   health: () => HealthReport
+  /** Ready to serve (caught up); absent: /readyz answers as /healthz. */
+  readiness?: () => HealthReport
   log?: Logger
 }
 
-/** The operator's window: GET /healthz (200 or 503, JSON) and GET /metrics (Prometheus text). */
+/** The operator's window: GET /healthz (liveness) and /readyz (readiness), 200 or 503 with JSON, and GET /metrics (Prometheus text). */
 export class OpsServer implements AsyncDisposable {
   readonly #opts: OpsServerOptions
   #server?: Server
@@ -32,13 +34,13 @@ export class OpsServer implements AsyncDisposable {
       const path = (req.url ?? '/').split('?')[0]
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { allow: 'GET, HEAD' }).end()
-      } else if (path === '/healthz') {
-        const report = this.#opts.health()
+      } else if (path === '/healthz' || path === '/readyz') {
+        const report = path === '/readyz' && this.#opts.readiness ? this.#opts.readiness() : this.#opts.health()
         res.writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(report)}\n`)
       } else if (path === '/metrics') {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.#opts.registry.render())
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz or /metrics\n')
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n')
       }
     })
     await new Promise<void>((resolve, reject) => {

@@ -77,9 +77,14 @@ export interface UserDoc {
 }
 
 export interface CursorDoc {
+  /** The logical source: `jetstream`, `firehose`, `tap` (before 0.2: `kind:url`). */
   _id: string
-  /** Jetstream `time_us` or firehose `seq`: both fit a double exactly. */
+  /** Jetstream `time_us` or v2 sequence, firehose `seq`: all fit a double exactly. */
   cursor: number
+  /** The instance (URL) the cursor came from. */
+  instance?: string
+  /** When the network emitted the event at `cursor` (µs), for resuming on another instance. */
+  timeUs?: number
   updatedAt: Date
 }
 

@@ -48,6 +48,11 @@ export class Database {
     this.sessions = new SessionStore(db)
   }
 
+  /** One round trip to the server: for health probes. */
+  async ping(): Promise<void> {
+    await this.db.command({ ping: 1 })
+  }
+
   /** The records of one MongoDB collection (`moods`, or another record type's). */
   records<F extends object>(collection: string): RecordStore<F> {
     let store = this.#records.get(collection)

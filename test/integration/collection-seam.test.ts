@@ -102,9 +102,8 @@ describe('a second collection, defined in the test only, flows through the same 
 
     // The same events again, from the start of the stream: nothing changes. (Stopping saved the cursor.)
     const before = JSON.stringify(await snippets().find().sort({ _id: 1 }).toArray())
-    const cursorId = `firehose:${network.firehoseUrl}`
-    const last = await store.cursors.get(cursorId)
-    await store.cursors.save(cursorId, 0)
+    const last = (await store.cursors.get('firehose'))?.cursor
+    await store.cursors.save('firehose', { cursor: 0, instance: network.firehoseUrl })
     const replay = run()
     try {
       await waitFor(async () => (replay.indexer.state.appliedCursor ?? 0) >= last!, { what: 'the replay to reach the last cursor' })

@@ -85,7 +85,7 @@ describe('ingest from the relay firehose', () => {
   it('serves /healthz and /metrics', async () => {
     const health = await fetch(`${service.ops.url}/healthz`)
     expect(health.status).toBe(200)
-    expect(await health.json()).toMatchObject({ healthy: true, connected: true, source: `firehose:${relay.firehoseUrl}` })
+    expect(await health.json()).toMatchObject({ healthy: true, connected: true, source: 'firehose', instance: relay.firehoseUrl })
     const metrics = await (await fetch(`${service.ops.url}/metrics`)).text()
     expect(metrics).toMatch(/^moodsync_records_applied_total\{result="inserted"\} \d+$/m)
     expect(metrics).toMatch(/^moodsync_quarantined_total\{kind="record"\} \d+$/m)
@@ -137,7 +137,7 @@ describe('ingest from the relay firehose', () => {
     const before = await snapshot()
 
     // Rewind the cursor to the start of the relay's stream and replay everything.
-    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${relay.firehoseUrl}` as never }, { $set: { cursor: 0 } })
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'firehose' as never }, { $set: { cursor: 0 } })
     service = await startIngest(t, env())
     await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved!, { what: 'the replay to reach the old cursor' })
     expect(await snapshot()).toBe(before)

@@ -35,7 +35,12 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     firstCursor ??= cursor
     kinds.push(...batch.map((e) => e.kind))
   }
-  const start = () => startIngest(t, {}, { source: fastSource(), onApplied })
+  // Health limits short enough that a frozen line shows on /healthz within this test.
+  const start = () => startIngest(t, { MOODSYNC_MAX_LAG_SECONDS: '2', MOODSYNC_MAX_DISCONNECTED_SECONDS: '2' }, { source: fastSource(), onApplied })
+  const healthz = async () => {
+    const res = await fetch(`${service.ops.url}/healthz`)
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+  }
   const post = (mood: string) => createMood(alice, mood)
 
   beforeAll(async () => {
@@ -57,7 +62,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
   })
 
   it('is sent our collection only (the server filters by wantedCollections)', async () => {
-    expect(service.source.id).toBe(`jetstream:${url}`)
+    expect([service.source.id, service.source.instance]).toEqual(['jetstream', url])
     await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: 'com.example.other', validate: false, record: { $type: 'com.example.other', text: 'not ours' } })
     const mood = await post('after a foreign record')
     await waitFor(() => byRkey(alice.did, mood.rkey).then((d) => d ?? undefined), { what: 'the mood' })
@@ -104,17 +109,31 @@ describe('ingest from Jetstream (classic, the real server)', () => {
   it('a frozen line (TCP open, nothing moving) is noticed within the idle timeout; it reconnects by itself and the waiting mood arrives', async () => {
     // This source's idle timeout is IDLE_MS; production's default is 30 s (MOODSYNC_IDLE_TIMEOUT_SECONDS).
     const reconnects = service.source.stats.reconnects
+    // An event after the last reconnection proves the stream live: heartbeats then keep lag low.
+    const before = await post('before the freeze')
+    await waitFor(() => byRkey(alice.did, before.rkey).then((d) => d ?? undefined), { what: 'the mood before the freeze' })
+    await waitFor(async () => ((await healthz()).status === 200 ? true : undefined), { what: '/healthz to be 200 before the freeze' })
     proxy.freeze()
     const frozenAt = performance.now()
     const waiting = await post('waiting behind a frozen line')
-    await waitFor(() => !service.source.stats.connected, { what: 'the silent line to be dropped', timeoutMs: IDLE_MS * 4 })
+    // Lag grows while nothing is heard, though no event was applied: /healthz says so meanwhile.
+    const unhealthy = await waitFor(async () => {
+      const h = await healthz()
+      return h.status === 503 ? h.body : undefined
+    }, { what: '/healthz to flip while the line is frozen', timeoutMs: 10_000 })
+    const flippedMs = performance.now() - frozenAt
+    expect(unhealthy.problems).toEqual(expect.arrayContaining([expect.stringMatching(/^lag \d+ s$|^source disconnected for/)]))
+    await waitFor(() => !service.source.stats.connected || service.source.stats.reconnects > reconnects, { what: 'the silent line to be dropped', timeoutMs: IDLE_MS * 4 })
     const detectedMs = performance.now() - frozenAt
     expect(service.source.stats.lastDropReason).toBe(`no frame or pong for ${IDLE_MS / 1000} s`)
     expect((await (await fetch(`${service.ops.url}/healthz`)).json()) as Record<string, unknown>).toMatchObject({ lastDropReason: expect.stringMatching(/no frame or pong/) })
     await waitFor(() => service.source.stats.connected && service.source.stats.reconnects > reconnects, { what: 'the reconnect' })
     await waitFor(() => byRkey(alice.did, waiting.rkey).then((d) => d ?? undefined), { what: 'the mood written while the line was frozen' })
     expect(detectedMs).toBeLessThan(IDLE_MS * 2)
-    console.log(`frozen line dropped ${Math.round(detectedMs)} ms after it froze (idle timeout ${IDLE_MS} ms)`)
+    // A new event after the reconnection proves the stream live again, and health recovers.
+    await post('after the thaw')
+    await waitFor(async () => ((await healthz()).status === 200 ? true : undefined), { what: '/healthz to recover', timeoutMs: 10_000 })
+    console.log(`frozen line: /healthz 503 after ${Math.round(flippedMs)} ms, dropped ${Math.round(detectedMs)} ms after it froze (idle timeout ${IDLE_MS} ms, MOODSYNC_MAX_LAG_SECONDS 2)`)
   })
 
   it('deactivation and reactivation follow through Jetstream account events', async () => {
@@ -134,7 +153,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     const from = firstCursor!
     expect(from).toBeLessThan(saved)
     for (let round = 0; round < 2; round++) {
-      await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `jetstream:${url}` as never }, { $set: { cursor: from } })
+      await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'jetstream' as never }, { $set: { cursor: from } })
       service = await start()
       await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved, { what: `replay round ${round + 1}` })
       await service.destroy()
@@ -186,7 +205,7 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
     try {
       const source = new JetstreamSource({ url: windowed.url, windowUs: 60_000_000 })
       const oldCursor = (Date.now() - 3_600_000) * 1000
-      await t.db.collection(COLLECTIONS.cursors).insertOne({ _id: source.id as never, cursor: oldCursor, updatedAt: new Date() })
+      await t.db.collection(COLLECTIONS.cursors).replaceOne({ _id: source.id as never }, { cursor: oldCursor, instance: source.instance, updatedAt: new Date() }, { upsert: true })
       service = await startIngest(t, { MOODSYNC_MAX_DISCONNECTED_SECONDS: '0.5' }, { source })
       await waitFor(() => windowed.connections === 1, { what: 'the connection' })
       windowed.publish({ did, kind: 'identity', identity: { did, handle: 'gap.test', seq: 1, time: new Date().toISOString() } })
@@ -206,7 +225,7 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
         const res = await fetch(`${service!.ops.url}/healthz`)
         return res.status === 503 ? res.json() : undefined
       }, { what: '/healthz to report the disconnection' })
-      expect(unhealthy).toMatchObject({ healthy: false, connected: false, problems: [expect.stringMatching(/^disconnected for/)] })
+      expect(unhealthy).toMatchObject({ healthy: false, connected: false, problems: expect.arrayContaining([expect.stringMatching(/^source disconnected for/)]) })
     } finally {
       await service?.destroy()
       service = undefined

@@ -55,9 +55,8 @@ describe('ingest resilience', () => {
   afterAll(() => network?.stop())
 
   it(`survives kill -9 at random moments (${CRASH_TRIALS} trials): nothing missing, doubled or stale`, async () => {
-    const sourceId = `firehose:${network.firehoseUrl}`
     // Start from the beginning of the PDS stream so nothing written before the first start is missed.
-    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: sourceId as never }, { $set: { cursor: 0 } }, { upsert: true })
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'firehose' as never }, { $set: { cursor: 0, instance: network.firehoseUrl } }, { upsert: true })
     const env = { ...process.env, MONGODB_URI: t.uri, MONGODB_DB: t.name, MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_HTTP_PORT: '0', LOG_LEVEL: 'warn' }
     const spawnIngest = (): ChildProcess => spawn(process.execPath, ['bin/moodsync.js', 'ingest'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
     const writer = churn(accounts)
@@ -104,7 +103,7 @@ describe('ingest resilience', () => {
     proxied.searchParams.set('directConnection', 'true')
     proxied.searchParams.set('serverSelectionTimeoutMS', '2000')
     const db = { ...t, uri: proxied.toString(), name: `${t.name}_outage` }
-    await t.client.db(db.name).collection(COLLECTIONS.cursors).insertOne({ _id: `firehose:${network.firehoseUrl}` as never, cursor: 0, updatedAt: new Date() })
+    await t.client.db(db.name).collection(COLLECTIONS.cursors).insertOne({ _id: 'firehose' as never, cursor: 0, instance: network.firehoseUrl, updatedAt: new Date() })
     const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
     const state = service.indexer.state
     const violations: string[] = []
@@ -139,5 +138,44 @@ describe('ingest resilience', () => {
       await t.client.db(db.name).dropDatabase()
     }
     expect(violations).toEqual([])
+  })
+  it('MongoDB that hangs (answers nothing) is reported like one that refuses, within the same limit; shutdown does not wait on it', async () => {
+    const mongo = new URL(t.uri)
+    const proxy = await TcpProxy.start({ host: mongo.hostname, port: Number(mongo.port || 27017) })
+    const proxied = new URL(t.uri)
+    proxied.port = String(proxy.port)
+    proxied.searchParams.set('directConnection', 'true')
+    const db = { ...t, uri: proxied.toString(), name: `${t.name}_hung` }
+    const LIMIT_S = 1
+    const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_MAX_DISCONNECTED_SECONDS: String(LIMIT_S) })
+    const get = async (path: string) => {
+      const res = await fetch(`${service.ops.url}${path}`)
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> }
+    }
+    let destroyed = false
+    try {
+      await waitFor(async () => (await get('/readyz')).status === 200, { what: '/readyz to be 200 first' })
+      proxy.freeze()
+      const frozenAt = performance.now()
+      const hung = await waitFor(async () => {
+        const h = await get('/healthz')
+        return h.status === 503 ? h.body : undefined
+      }, { what: '/healthz to report the hung MongoDB', timeoutMs: 15_000 })
+      const detectedMs = performance.now() - frozenAt
+      expect(hung).toMatchObject({ storeFailing: true, problems: expect.arrayContaining([expect.stringMatching(/^MongoDB failing or not answering/)]) })
+      expect(hung.storeError).toMatch(/no answer to a ping/)
+      expect((await get('/readyz')).status).toBe(503)
+      // The limit plus one probe interval (a quarter of it) and a little scheduling.
+      expect(detectedMs).toBeLessThan((LIMIT_S * 1.25 + 1) * 1000)
+      console.log(`hung MongoDB: /healthz 503 ${Math.round(detectedMs)} ms after it froze (MOODSYNC_MAX_DISCONNECTED_SECONDS ${LIMIT_S})`)
+      const stopping = performance.now()
+      await service.destroy()
+      destroyed = true
+      expect(performance.now() - stopping).toBeLessThan(10_000)
+    } finally {
+      if (!destroyed) await service.destroy()
+      await proxy.stop()
+      await t.client.db(db.name).dropDatabase()
+    }
   })
 })

@@ -52,7 +52,7 @@ describe('ingest from Tap (the real server)', () => {
     await waitFor(async () => (await byRkey(live.rkey))?.mood === 'live through tap', { what: 'the live mood' })
     // Every event was acknowledged once durable: Tap holds none back.
     await waitFor(async () => (await tapStat('/stats/outbox-buffer')).outbox_buffer === 0, { what: "Tap's outbox to drain" })
-    expect(service.source.id).toBe(`tap:${tap.url}`)
+    expect([service.source.id, service.source.instance]).toEqual(['tap', tap.url])
   })
 
   it("a delete Tap's resync does not send is found by moodsync's own backfill", async () => {

@@ -145,14 +145,23 @@ describe('store', () => {
     expect(await moods.collection.countDocuments({ mood: /^second / })).toBe(300)
   }, 120_000)
 
-  it('cursors are saved and read back per source', async () => {
+  it('positions are saved and read back per logical source, naming their instance', async () => {
     const cursors = new CursorStore(t.db)
-    expect(await cursors.get('jetstream:ws://x')).toBeUndefined()
-    await cursors.save('jetstream:ws://x', 1_732_000_000_123_456)
-    await cursors.save('firehose:ws://y', 42)
-    await cursors.save('jetstream:ws://x', 1_732_000_000_999_999)
-    expect(await cursors.get('jetstream:ws://x')).toBe(1_732_000_000_999_999)
-    expect(await cursors.get('firehose:ws://y')).toBe(42)
+    expect(await cursors.get('jetstream')).toBeUndefined()
+    await cursors.save('jetstream', { cursor: 1_732_000_000_123_456, instance: 'ws://x' })
+    await cursors.save('firehose', { cursor: 42, instance: 'ws://y', timeUs: 1_732_000_000_000_000 })
+    await cursors.save('jetstream', { cursor: 1_732_000_000_999_999, instance: 'ws://z' })
+    expect(await cursors.get('jetstream')).toEqual({ cursor: 1_732_000_000_999_999, instance: 'ws://z' })
+    expect(await cursors.get('firehose')).toEqual({ cursor: 42, instance: 'ws://y', timeUs: 1_732_000_000_000_000 })
+  })
+
+  it('a position saved before 0.2 (keyed kind:url) carries over, the newest of its kind', async () => {
+    const docs = t.db.collection(COLLECTIONS.cursors)
+    await docs.insertMany([
+      { _id: 'tap:http://old' as never, cursor: 5, updatedAt: new Date(1_000) },
+      { _id: 'tap:http://newer' as never, cursor: 9, updatedAt: new Date(2_000) },
+    ])
+    expect(await new CursorStore(t.db).get('tap')).toEqual({ cursor: 9, instance: 'http://newer' })
   })
 })
 

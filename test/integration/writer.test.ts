@@ -307,7 +307,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     // A replay of bob's whole stream (as after a restart, or echoes arriving late) must not
     // bring any erased mood back; a mood bob posts after being forgotten is indexed again.
     await ingest.destroy()
-    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: `firehose:${network.firehoseUrl}` as never }, { $set: { cursor: 0 } }, { upsert: true })
+    await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'firehose' as never }, { $set: { cursor: 0, instance: network.firehoseUrl } }, { upsert: true })
     const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'after forget', when: new Date().toISOString() } })
     ingest = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl }, { log })
     const afterRkey = after.data.uri.split('/').pop()!

@@ -12,10 +12,11 @@ import { MemoryStore } from '../../rig/memory-store.ts'
 function scripted(events: IngestEvent[]): Source {
   const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
   return {
-    id: 'scripted:test',
+    id: 'scripted',
+    instance: 'test',
     stats,
     async *events(_signal, from) {
-      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from) yield event
+      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from.cursor) yield event
     },
   }
 }
@@ -44,12 +45,12 @@ describe('indexer on an in-memory store', () => {
     expect(store.live('moods')).toBe(1)
     expect(store.live('notes')).toBe(1)
     expect(store.quarantined.map((q) => [q.rkey, q.reason])).toEqual([['3kccccccccc22', 'text must be a string']])
-    expect(await store.cursors.get('scripted:test')).toBe(4)
+    expect(await store.cursors.get('scripted')).toEqual({ cursor: 4, instance: 'test' })
     expect(indexer.metrics.received.get({ kind: 'commit' })).toBe(3)
 
     // The same events again: the store is asked for the same ops, and keeps the same state.
     const again = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
-    await store.cursors.save('scripted:test', 0)
+    await store.cursors.save('scripted', { cursor: 0, instance: 'test' })
     await again.run(new AbortController().signal)
     expect(store.live('moods')).toBe(1)
     expect(store.live('notes')).toBe(1)
@@ -69,7 +70,7 @@ describe('indexer on an in-memory store', () => {
     await indexer.run(new AbortController().signal)
     expect(store.live('moods')).toBe(4)
     expect(store.quarantined).toEqual([expect.objectContaining({ rkey: '3kpoisonpoi22', cursor: 3, reason: expect.stringMatching(/could not be applied: Maximum call stack/) })])
-    expect(await store.cursors.get('scripted:test')).toBe(5)
+    expect(await store.cursors.get('scripted')).toEqual({ cursor: 5, instance: 'test' })
   })
 
   it('a MongoDB that is unavailable is waited for: the batch is retried, nothing is quarantined', async () => {
@@ -104,7 +105,8 @@ describe('indexer on an in-memory store', () => {
     const store = new MemoryStore()
     const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
     const quiet: Source = {
-      id: 'quiet:test',
+      id: 'quiet',
+      instance: 'test',
       stats,
       async *events(signal) {
         yield { kind: 'commit', cursor: 7, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'the only one today')] }
@@ -115,8 +117,8 @@ describe('indexer on an in-memory store', () => {
     const abort = new AbortController()
     const running = new Indexer({ store, source: quiet, cursorSaveIntervalMs: 200 }).run(abort.signal)
     const deadline = Date.now() + 2_000
-    while ((await store.cursors.get('quiet:test')) === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
-    expect(await store.cursors.get('quiet:test')).toBe(7)
+    while ((await store.cursors.get('quiet')) === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(await store.cursors.get('quiet')).toEqual({ cursor: 7, instance: 'test' })
     abort.abort()
     await running
   })
