@@ -34,6 +34,7 @@ import { soak, type SoakPlan } from './lib/fixtures.ts'
 import { fmt, fullGc, int, knobs, progress, script, type Result, type RunOptions } from './lib/report.ts'
 import { startFrameServer, startMongo, type Mongo } from './lib/servers.ts'
 import { testMongoKind } from '../rig/mongo-server.ts'
+import { valueOf } from '../src/metrics.ts'
 
 const SIZES = {
   tiny: { sink: 'none', events: 3_000, records: 30, dids: 10, gc: false, stallSeconds: 20 },
@@ -167,7 +168,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     ],
     notes: [
       `baseline (${int(baseline.events)} events) ${fmt(baseline.rssMb)} MB; highest sample after it ${fmt(flat * baseline.rssMb)} MB = ${fmt(flat, 2)}x; peak RSS seen by the 50 ms timer ${fmt(peakRssMb)} MB; process peak (getrusage) ${fmt(peakMb)} MB`,
-      `${int(plan.events)} events in ${fmt(seconds)} s = ${int(plan.events / seconds)} events/s; ${int(indexer.metrics.batchSize.count)} batches; source frames ${int(source.stats.framesReceived)}`,
+      `${int(plan.events)} events in ${fmt(seconds)} s = ${int(plan.events / seconds)} events/s; ${int(await valueOf(indexer.metrics.batchSize))} batches; source frames ${int(source.stats.framesReceived)}`,
       `RSS < ${RSS_LIMIT_MB} MB: ${peakMb < RSS_LIMIT_MB ? 'met' : 'MISSED'} (peak ${fmt(peakMb, 0)} MB); flat (max / baseline <= ${FLAT_LIMIT}): ${flat <= FLAT_LIMIT ? 'met' : 'MISSED'} (${fmt(flat, 2)}x)`,
     ],
     metrics: { 'events/s': plan.events / seconds, 'peak RSS MB': peakMb, 'max RSS / baseline': flat },

@@ -1,96 +1,52 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
 /**
- * A small Prometheus registry: counters, gauges and histograms with labels, rendered in the
- * text exposition format. Enough for /metrics without another dependency.
+ * The metric types are prom-client's (the Prometheus client Node services use): its
+ * exposition format, label handling and process and runtime collectors, not ours to keep.
  */
-type Labels = Record<string, string>
+export { Counter, Gauge, Histogram, Registry }
 
-abstract class Metric {
-  readonly name: string
-  readonly help: string
-  abstract readonly type: string
-  constructor(name: string, help: string) {
-    this.name = name
-    this.help = help
-  }
-  abstract samples(): string[]
+/** A counter on `registry`. */
+export function counter<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  return new Counter({ name, help, labelNames, registers: [registry] })
 }
 
-const key = (labels: Labels) => JSON.stringify(Object.entries(labels).sort())
-const render = (labels: Labels) => {
-  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`))}"`)
-  return parts.length ? `{${parts.join(',')}}` : ''
+/** A gauge on `registry`; `collect` (when given) sets it at each scrape, so it is never stale. */
+export function gauge<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = [], collect?: () => number | undefined): Gauge<L> {
+  return new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    ...(collect
+      ? {
+          collect(this: Gauge<L>) {
+            const value = collect()
+            if (value !== undefined) this.set(value)
+          },
+        }
+      : {}),
+  })
 }
 
-export class Counter extends Metric {
-  readonly type = 'counter'
-  readonly #values = new Map<string, { labels: Labels; value: number }>()
-  inc(labels: Labels = {}, by = 1): void {
-    const k = key(labels)
-    const entry = this.#values.get(k) ?? { labels, value: 0 }
-    entry.value += by
-    this.#values.set(k, entry)
-  }
-  get(labels: Labels = {}): number {
-    return this.#values.get(key(labels))?.value ?? 0
-  }
-  samples(): string[] {
-    return [...this.#values.values()].map(({ labels, value }) => `${this.name}${render(labels)} ${value}`)
-  }
+export function histogram(registry: Registry, name: string, help: string, buckets: number[]): Histogram {
+  return new Histogram({ name, help, buckets, registers: [registry] })
 }
 
-export class Gauge extends Metric {
-  readonly type = 'gauge'
-  readonly #values = new Map<string, { labels: Labels; value: number }>()
-  readonly #collect?: () => number
-  constructor(name: string, help: string, collect?: () => number) {
-    super(name, help)
-    this.#collect = collect
-  }
-  set(value: number, labels: Labels = {}): void {
-    this.#values.set(key(labels), { labels, value })
-  }
-  samples(): string[] {
-    if (this.#collect) return [`${this.name} ${this.#collect()}`]
-    return [...this.#values.values()].map(({ labels, value }) => `${this.name}${render(labels)} ${value}`)
-  }
+/** The process's CPU, memory, event-loop lag, handles and GC, the usual `process_*` and `nodejs_*` series. */
+export function addProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry })
 }
 
-export class Histogram extends Metric {
-  readonly type = 'histogram'
-  readonly #buckets: number[]
-  readonly #counts: number[]
-  #sum = 0
-  #count = 0
-  constructor(name: string, help: string, buckets: number[]) {
-    super(name, help)
-    this.#buckets = [...buckets].sort((a, b) => a - b)
-    this.#counts = this.#buckets.map(() => 0)
-  }
-  observe(value: number): void {
-    this.#sum += value
-    this.#count++
-    for (let i = 0; i < this.#buckets.length; i++) if (value <= this.#buckets[i]!) this.#counts[i]!++
-  }
-  get count(): number {
-    return this.#count
-  }
-  samples(): string[] {
-    return [
-      ...this.#buckets.map((le, i) => `${this.name}_bucket{le="${le}"} ${this.#counts[i]}`),
-      `${this.name}_bucket{le="+Inf"} ${this.#count}`,
-      `${this.name}_sum ${this.#sum}`,
-      `${this.name}_count ${this.#count}`,
-    ]
-  }
-}
-
-export class Registry {
-  readonly #metrics: Metric[] = []
-  add<M extends Metric>(metric: M): M {
-    this.#metrics.push(metric)
-    return metric
-  }
-  render(): string {
-    return `${this.#metrics.flatMap((m) => [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.samples()]).join('\n')}\n`
-  }
+/** One series' current value (0 when never set), for tests and summaries. */
+export async function valueOf(metric: Counter<string> | Gauge<string> | Histogram, labels: Record<string, string> = {}): Promise<number> {
+  const { values } = await metric.get()
+  const want = Object.entries(labels)
+  const match = values.find((v) => {
+    const have = v.labels as Record<string, unknown>
+    // A histogram's count series; a counter's or gauge's only one.
+    if ('metricName' in v && !String(v.metricName).endsWith('_count')) return false
+    return want.every(([k, value]) => have[k] === value) && Object.keys(have).filter((k) => k !== 'le').length === want.length
+  })
+  return match?.value ?? 0
 }

@@ -45,7 +45,7 @@ export class IngestService implements AsyncDisposable {
     this.indexer = new Indexer({ store: app.store, source: this.source, collections: opts.collections, log, metrics: this.metrics.ingest, onApplied: opts.onApplied })
     if (app.config.outbox) {
       const gauge = this.metrics.outbox
-      this.#workers.push(new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set(n, { state })) }))
+      this.#workers.push(new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set({ state }, n)) }))
     }
     if (app.config.autoBackfill) this.#workers.push(new BackfillWorker({ queue: app.store.backfill, sync: app.sync, log, metrics: this.metrics.backfill }))
     // Often enough to see a hung MongoDB well within the limit it is judged by.

@@ -94,6 +94,7 @@ export class Indexer {
     this.#opts = opts
     this.#log = (opts.log ?? silentLogger).child({ component: 'indexer' })
     this.metrics = opts.metrics ?? createIngestMetrics()
+    this.metrics.live.lagSeconds = () => lagSeconds(this.state)
     this.#collections = new Map((opts.collections ?? [moodCollection]).map((def) => [def.nsid, def]))
   }
 

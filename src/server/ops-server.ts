@@ -38,7 +38,14 @@ export class OpsServer implements AsyncDisposable {
         const report = path === '/readyz' && this.#opts.readiness ? this.#opts.readiness() : this.#opts.health()
         res.writeHead(report.healthy ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(report)}\n`)
       } else if (path === '/metrics') {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(this.#opts.registry.render())
+        const registry = this.#opts.registry
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: unknown) => {
+            log.error({ err }, 'could not collect metrics')
+            res.writeHead(500, { 'content-type': 'text/plain' }).end('could not collect metrics\n')
+          },
+        )
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /healthz, /readyz or /metrics\n')
       }

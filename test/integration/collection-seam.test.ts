@@ -10,6 +10,7 @@ import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 /**
  * The seam: a record type is a definition, and the pipeline (source, indexer, store) is
@@ -111,6 +112,6 @@ describe('a second collection, defined in the test only, flows through the same 
       await replay.stop()
     }
     expect(JSON.stringify(await snippets().find().sort({ _id: 1 }).toArray())).toBe(before)
-    expect(replay.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
+    expect(await valueOf(replay.indexer.metrics.applied, { result: 'inserted' })).toBe(0)
   })
 })

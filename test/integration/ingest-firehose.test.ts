@@ -7,6 +7,7 @@ import { useTestDb } from '../../rig/mongo.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_firehose')
 
@@ -79,7 +80,7 @@ describe('ingest from the relay firehose', () => {
     expect((await q.findOne({ did: alice.did, rkey: 'self' }))?.reason).toMatch(/not a TID/)
     expect((await q.findOne({ did: alice.did, rkey: longRkey }))?.reason).toMatch(/grapheme|too big/)
     expect(await byRkey(alice.did, badRkey)).toBeNull()
-    expect(service.indexer.metrics.quarantined.get({ kind: 'record' })).toBeGreaterThanOrEqual(3)
+    expect(await valueOf(service.indexer.metrics.quarantined, { kind: 'record' })).toBeGreaterThanOrEqual(3)
   })
 
   it('serves /healthz and /metrics', async () => {
@@ -141,7 +142,7 @@ describe('ingest from the relay firehose', () => {
     service = await startIngest(t, env())
     await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved!, { what: 'the replay to reach the old cursor' })
     expect(await snapshot()).toBe(before)
-    expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
+    expect(await valueOf(service.indexer.metrics.applied, { result: 'inserted' })).toBe(0)
     // The replay covered account creations: their empty-repo #sync events are not gaps.
     expect(await t.db.collection(COLLECTIONS.gaps).find().toArray()).toEqual([])
   })

@@ -8,6 +8,7 @@ import { startIngest } from '../../rig/ingest.ts'
 import { JetstreamServer } from '../../rig/jetstream-server.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_hostile')
 const HOSTILE = 'did:plc:hostilehostilehostileho'
@@ -79,7 +80,7 @@ describe('ingest under a flood of hostile frames (stand-in Jetstream: the real o
     expect(stored.every((d) => Object.keys(d).every((k) => !k.startsWith('$') && !k.includes('.')))).toBe(true)
     expect(await t.db.collection(COLLECTIONS.moods).countDocuments({ 'atproto.did': HOSTILE })).toBe(0)
     expect(service.indexer.state.storeFailingSince).toBeUndefined()
-    expect(service.indexer.metrics.quarantined.get({ kind: 'record' })).toBeGreaterThan(0)
+    expect(await valueOf(service.indexer.metrics.quarantined, { kind: 'record' })).toBeGreaterThan(0)
     const growthMb = (peak - rssBefore) / 2 ** 20
     expect(growthMb).toBeLessThan(RSS_GROWTH_LIMIT_MB)
     const stopping = performance.now()

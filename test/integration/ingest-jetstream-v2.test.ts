@@ -10,6 +10,7 @@ import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
 import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_jetstream_v2')
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
@@ -71,7 +72,7 @@ describe('ingest from Jetstream v2 (the real server, on the relay)', () => {
     expect(seen.filter((c) => c <= middle).length).toBeGreaterThanOrEqual(1)
     const docs = (JSON.parse(await snapshot()) as [MoodDoc[], unknown[]])
     expect(JSON.stringify([docs[0].filter((d) => d.atproto?.rkey !== after.rkey), docs[1]])).toBe(before)
-    expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(1)
+    expect(await valueOf(service.indexer.metrics.applied, { result: 'inserted' })).toBe(1)
     expect(await t.db.collection(COLLECTIONS.gaps).countDocuments()).toBe(0)
   })
 })

@@ -12,6 +12,7 @@ import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
 import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_jetstream')
 /** Short, so a frozen line is noticed quickly here. */
@@ -103,7 +104,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     await waitFor(() => service.source.stats.connected && service.source.stats.reconnects > reconnects, { what: 'the reconnect' })
     // Only a resume from the saved position replays it: a fresh connection starts at the live tail.
     await waitFor(() => byRkey(alice.did, during.rkey).then((d) => d ?? undefined), { what: 'the mood written during the drop' })
-    expect(service.indexer.metrics.reconnects.get()).toBeGreaterThanOrEqual(1)
+    expect(await valueOf(service.indexer.metrics.reconnects)).toBeGreaterThanOrEqual(1)
   })
 
   it('a frozen line (TCP open, nothing moving) is noticed within the idle timeout; it reconnects by itself and the waiting mood arrives', async () => {
@@ -158,7 +159,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
       await waitFor(() => (service.indexer.state.appliedCursor ?? 0) >= saved, { what: `replay round ${round + 1}` })
       await service.destroy()
       expect(await snapshot()).toBe(before)
-      expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(0)
+      expect(await valueOf(service.indexer.metrics.applied, { result: 'inserted' })).toBe(0)
     }
     expect(await t.db.collection(COLLECTIONS.gaps).countDocuments()).toBe(0)
     service = await start()
@@ -217,7 +218,12 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
       expect(queued.map((d) => d._id)).toContain(did)
       const health = await (await fetch(`${service.ops.url}/healthz`)).json()
       expect(health).toMatchObject({ gapsDetected: 1 })
-      expect(await (await fetch(`${service.ops.url}/metrics`)).text()).toMatch(/^moodsync_gaps_total 1$/m)
+      const metrics = await (await fetch(`${service.ops.url}/metrics`)).text()
+      expect(metrics).toMatch(/^moodsync_gaps_total 1$/m)
+      // The process and runtime series beside moodsync's own (prom-client's collectors).
+      expect(metrics).toMatch(/^process_resident_memory_bytes \d+/m)
+      expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds [\d.e-]+$/m)
+      expect(metrics).toMatch(/^moodsync_lag_seconds [\d.e-]+$/m)
 
       // The server goes away: after MOODSYNC_MAX_DISCONNECTED_SECONDS /healthz says so with a 503.
       await windowed.stop()

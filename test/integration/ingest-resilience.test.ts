@@ -9,6 +9,7 @@ import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { compareWithRepos, inSync } from '../../rig/repos.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_resilience')
 const CRASH_TRIALS = Number(process.env.MOODSYNC_CRASH_TRIALS ?? 5)
@@ -119,8 +120,8 @@ describe('ingest resilience', () => {
       // From here nothing can become durable: the applied cursor must not move, however long
       // the outage, while the indexer keeps retrying the same batch.
       const appliedAtOutage = state.appliedCursor
-      const errorsAtOutage = service.indexer.metrics.storeErrors.get()
-      await waitFor(() => service.indexer.metrics.storeErrors.get() >= errorsAtOutage + 2, { timeoutMs: 60_000, what: 'two more failed retries' })
+      const errorsAtOutage = await valueOf(service.indexer.metrics.storeErrors)
+      await waitFor(async () => (await valueOf(service.indexer.metrics.storeErrors)) >= errorsAtOutage + 2, { timeoutMs: 60_000, what: 'two more failed retries' })
       const ops = await writer.stop()
       expect(ops).toBeGreaterThan(0)
       expect(state.appliedCursor).toBe(appliedAtOutage)
@@ -130,7 +131,7 @@ describe('ingest resilience', () => {
       await proxy.up()
       await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 60_000, what: 'convergence after MongoDB came back' })
       expect(state.storeFailingSince).toBeUndefined()
-      expect(service.indexer.metrics.storeErrors.get()).toBeGreaterThan(0)
+      expect(await valueOf(service.indexer.metrics.storeErrors)).toBeGreaterThan(0)
     } finally {
       clearInterval(watch)
       await service.destroy()

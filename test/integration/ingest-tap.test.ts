@@ -8,6 +8,7 @@ import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { TapDaemon } from '../../rig/tap.ts'
 import { waitFor } from '../../rig/wait.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 const t = useTestDb('ingest_tap')
 const moods = () => t.db.collection<MoodDoc>(COLLECTIONS.moods)
@@ -82,6 +83,6 @@ describe('ingest from Tap (the real server)', () => {
     const docs = JSON.parse(await snapshot())[0] as MoodDoc[]
     const old = docs.filter((d) => d.atproto?.rkey !== after.rkey)
     expect(JSON.stringify([old, JSON.parse(before)[1]])).toBe(before)
-    expect(service.indexer.metrics.applied.get({ result: 'inserted' })).toBe(1)
+    expect(await valueOf(service.indexer.metrics.applied, { result: 'inserted' })).toBe(1)
   })
 })

@@ -7,6 +7,7 @@ import type { RecordOp } from '../../src/store/ops.ts'
 import type { CollectionDefinition } from '../../src/sync/collection.ts'
 import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
 import { MemoryStore } from '../../rig/memory-store.ts'
+import { valueOf } from '../../src/metrics.ts'
 
 /** A source that yields a fixed list of events, then ends (as a stream would on abort). */
 function scripted(events: IngestEvent[]): Source {
@@ -46,7 +47,7 @@ describe('indexer on an in-memory store', () => {
     expect(store.live('notes')).toBe(1)
     expect(store.quarantined.map((q) => [q.rkey, q.reason])).toEqual([['3kccccccccc22', 'text must be a string']])
     expect(await store.cursors.get('scripted')).toEqual({ cursor: 4, instance: 'test' })
-    expect(indexer.metrics.received.get({ kind: 'commit' })).toBe(3)
+    expect(await valueOf(indexer.metrics.received, { kind: 'commit' })).toBe(3)
 
     // The same events again: the store is asked for the same ops, and keeps the same state.
     const again = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
@@ -86,7 +87,7 @@ describe('indexer on an in-memory store', () => {
     await indexer.run(new AbortController().signal)
     expect(store.live('moods')).toBe(1)
     expect(store.quarantined).toEqual([])
-    expect(indexer.metrics.storeErrors.get()).toBe(3)
+    expect(await valueOf(indexer.metrics.storeErrors)).toBe(3)
   })
 
   it('a record nested 100,000 deep is quarantined for its shape, not a stack overflow', async () => {
