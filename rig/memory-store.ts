@@ -36,6 +36,12 @@ export class MemoryStore implements IndexerStore {
     invalidate: () => {},
   }
   readonly forgotten = { since: async () => new Map<string, number>() }
+  readonly handles = new Map<string, string>()
+  readonly identities = {
+    set: async (entries: readonly { did: string; handle: string }[]) => {
+      for (const e of entries) this.handles.set(e.did, e.handle)
+    },
+  }
 
   records(collection: string) {
     let docs = this.#tables.get(collection)
@@ -58,6 +64,7 @@ export class MemoryStore implements IndexerStore {
         return done
       },
       hasDid: async (did: string) => [...table.values()].some((op) => op.did === did),
+      withDocuments: async (dids: readonly string[]) => new Set(dids.filter((did) => [...table.values()].some((op) => op.did === did))),
       hideDid: async () => 0,
       restoreDid: async () => 0,
       deleteDid: async () => 0,

@@ -19,6 +19,8 @@ export interface RepoSnapshot {
   rev: string
   /** The PDS the DID document names. */
   pds: string
+  /** The handle the DID document claims, when it claims one. */
+  handle?: string
   records: RepoRecord[]
   /** `car`: read from the signed repo and verified; `listRecords`: the fallback, unverified. */
   via: 'car' | 'listRecords'
@@ -118,18 +120,18 @@ export class RepoReader {
     } catch (err) {
       if (err instanceof RepoUnavailableError && err.cause instanceof PdsError && canList(err.cause)) {
         this.#log.warn({ did, err: err.cause }, 'repo CAR unavailable; listing records instead (unverified)')
-        return this.#list(did, identity.pds)
+        return { ...(await this.#list(did, identity.pds)), ...handleOf(identity) }
       }
       throw err
     }
     try {
-      return { did, pds: identity.pds, via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, identity.signingKey)) }
+      return { did, pds: identity.pds, ...handleOf(identity), via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, identity.signingKey)) }
     } catch (err) {
       if (!(err instanceof RepoUnavailableError) || err.kind !== 'verification') throw err
       // Keys rotate: check once more against a freshly resolved DID document.
       const fresh = await this.#identity(did, true)
       if (fresh.signingKey === identity.signingKey) throw err
-      return { did, pds: fresh.pds, via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, fresh.signingKey)) }
+      return { did, pds: fresh.pds, ...handleOf(fresh), via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, fresh.signingKey)) }
     }
   }
 
@@ -186,10 +188,10 @@ export class RepoReader {
     return { did, rev, pds, records, via: 'listRecords', bytes: 0 }
   }
 
-  async #identity(did: string, forceRefresh = false): Promise<{ pds: string; signingKey: string }> {
+  async #identity(did: string, forceRefresh = false): Promise<{ pds: string; signingKey: string; handle?: string }> {
     try {
       const data = await this.#opts.idResolver.did.resolveAtprotoData(did, forceRefresh)
-      return { pds: data.pds, signingKey: data.signingKey }
+      return { pds: data.pds, signingKey: data.signingKey, ...(data.handle && data.handle !== 'handle.invalid' ? { handle: data.handle } : {}) }
     } catch (err) {
       throw new RepoUnavailableError(did, 'unresolvable', `cannot resolve the DID's PDS and key: ${(err as Error).message}`, { cause: err })
     }
@@ -251,4 +253,8 @@ function decodeRecord(bytes: Uint8Array): unknown {
     // Kept as a non-record, so validation quarantines it with a reason instead of failing the repo.
     return null
   }
+}
+
+function handleOf(identity: { handle?: string }): { handle?: string } {
+  return identity.handle === undefined ? {} : { handle: identity.handle }
 }

@@ -4,6 +4,7 @@ import type { BackfillQueue } from '../store/backfill-queue.ts'
 import type { CursorStore } from '../store/cursors.ts'
 import type { ForgottenStore } from '../store/forgotten.ts'
 import type { GapStore } from '../store/gaps.ts'
+import type { IdentityStore } from '../store/identities.ts'
 import type { RecordOp } from '../store/ops.ts'
 import type { QuarantineEntry, QuarantineStore } from '../store/quarantine.ts'
 import type { RecordStore } from '../store/records.ts'
@@ -28,7 +29,8 @@ export interface IndexerStore {
   backfill: Pick<BackfillQueue, 'add'>
   users: Pick<UserStore, 'resolve' | 'invalidate'>
   forgotten: Pick<ForgottenStore, 'since'>
-  records(collection: string): Pick<RecordStore<object>, 'apply' | 'hasDid' | 'hideDid' | 'restoreDid' | 'deleteDid'>
+  identities: Pick<IdentityStore, 'set'>
+  records(collection: string): Pick<RecordStore<object>, 'apply' | 'hasDid' | 'withDocuments' | 'hideDid' | 'restoreDid' | 'deleteDid'>
 }
 
 export interface IndexerOptions {
@@ -248,6 +250,7 @@ export class Indexer {
 
     // Counted per batch: a labelled counter update costs more than the event's own parse.
     const received = new Map<string, number>()
+    const handles = new Map<string, string>()
     for (const event of batch) {
       received.set(event.kind, (received.get(event.kind) ?? 0) + 1)
       switch (event.kind) {
@@ -273,6 +276,7 @@ export class Indexer {
           break
         case 'identity':
           store.users.invalidate(event.did)
+          if (event.handle !== undefined) handles.set(event.did, event.handle)
           break
         case 'invalid':
           quarantine.push({ source: source.id, reason: event.reason, did: event.did, rkey: event.rkey, cid: event.cid, cursor: event.cursor, raw: event.raw })
@@ -298,6 +302,7 @@ export class Indexer {
       }
     }
     await flush()
+    await this.#keepHandles(handles)
     for (const [kind, n] of received) this.metrics.received.inc({ kind }, n)
     await store.quarantine.add(quarantine)
     for (const entry of quarantine) {
@@ -312,6 +317,24 @@ export class Indexer {
     this.metrics.batchSize.observe(batch.length)
     this.metrics.applySeconds.observe((performance.now() - started) / 1000)
     return true
+  }
+
+  /**
+   * Keeps the handles of the DIDs we deal with. Identity events of the whole network pass a
+   * collection filter: those of anyone else are not ours to store.
+   */
+  async #keepHandles(handles: ReadonlyMap<string, string>): Promise<void> {
+    if (handles.size === 0) return
+    const dids = [...handles.keys()]
+    const known = new Set([...(await this.#opts.store.users.resolve(dids))].filter(([, user]) => user).map(([did]) => did))
+    for (const def of this.#collections.values()) {
+      const rest = dids.filter((did) => !known.has(did))
+      if (rest.length === 0) break
+      for (const did of await this.#opts.store.records(def.mongoCollection).withDocuments(rest)) known.add(did)
+    }
+    const ours = dids.filter((did) => known.has(did))
+    await this.#opts.store.identities.set(ours.map((did) => ({ did, handle: handles.get(did)!, from: 'event' as const })))
+    for (const did of ours) this.#log.info({ did, handle: handles.get(did) }, 'handle')
   }
 
   /** A platform user's DID, or one with records in any indexed collection. */

@@ -87,6 +87,7 @@ export class RepoSync {
     }
     const users = await this.#store.users.resolve(dids)
     const forgotten = await this.#store.forgotten.since(dids)
+    await this.#store.identities.set(snapshots.flatMap((s) => (s.handle === undefined ? [] : [{ did: s.did, handle: s.handle, from: 'did-document' as const }])))
 
     let restored = false
     const fresh: UpsertOp[] = []

@@ -14,6 +14,7 @@ export const COLLECTIONS = {
   credentials: 'moodsync_credentials',
   forgotten: 'moodsync_forgotten',
   sessions: 'moodsync_sessions',
+  identities: 'moodsync_identities',
 } as const
 
 /** What moodsync keeps about a mood's ATProto record, under `moods.atproto`. */
@@ -74,6 +75,15 @@ export type MoodDoc = RecordDoc<MoodFields>
 export interface UserDoc {
   _id: string
   atproto?: { did?: string; password?: string }
+}
+
+/** The latest handle seen for a DID (from identity events and DID documents); `@handles` is the platform's. */
+export interface IdentityDoc {
+  _id: string
+  handle: string
+  /** Where it was seen: an identity event of the stream, or a DID document read. */
+  from: 'event' | 'did-document'
+  updatedAt: Date
 }
 
 export interface CursorDoc {

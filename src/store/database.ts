@@ -5,6 +5,7 @@ import { CredentialRecords } from './credentials.ts'
 import { CursorStore } from './cursors.ts'
 import { ForgottenStore } from './forgotten.ts'
 import { GapStore } from './gaps.ts'
+import { IdentityStore } from './identities.ts'
 import { OutboxStore } from './outbox.ts'
 import { QuarantineStore } from './quarantine.ts'
 import { MoodStore, RecordStore } from './records.ts'
@@ -30,6 +31,7 @@ export class Database {
   readonly outbox: OutboxStore
   readonly credentials: CredentialRecords
   readonly sessions: SessionStore
+  readonly identities: IdentityStore
   readonly #records = new Map<string, RecordStore<object>>()
 
   constructor(db: Db) {
@@ -46,6 +48,7 @@ export class Database {
     this.outbox = new OutboxStore(db)
     this.credentials = new CredentialRecords(db)
     this.sessions = new SessionStore(db)
+    this.identities = new IdentityStore(db)
   }
 
   /** One round trip to the server: for health probes. */

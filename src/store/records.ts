@@ -66,6 +66,12 @@ export class RecordStore<F extends object> {
   }
 
   /** Whether the DID has any document here. */
+  /** Those of `dids` with documents here, in one query. */
+  async withDocuments(dids: readonly string[]): Promise<Set<string>> {
+    if (dids.length === 0) return new Set()
+    return new Set((await this.#docs.distinct('atproto.did', { 'atproto.did': { $in: [...new Set(dids)] } })) as string[])
+  }
+
   async hasDid(did: string): Promise<boolean> {
     return (await this.#docs.findOne(RecordStore.byDid(did), { projection: { _id: 1 } })) !== null
   }

@@ -137,6 +137,16 @@ describe('ingest from Jetstream (classic, the real server)', () => {
     console.log(`frozen line: /healthz 503 after ${Math.round(flippedMs)} ms, dropped ${Math.round(detectedMs)} ms after it froze (idle timeout ${IDLE_MS} ms, MOODSYNC_MAX_LAG_SECONDS 2)`)
   })
 
+  it("a platform user's new handle is kept (moodsync_identities); a stranger's is not", async () => {
+    const stranger = await network.createAccount('stranger')
+    const handle = `alice-${Date.now().toString(36)}.test`
+    await stranger.agent.com.atproto.identity.updateHandle({ handle: `stranger-${Date.now().toString(36)}.test` })
+    await alice.agent.com.atproto.identity.updateHandle({ handle })
+    const kept = await waitFor(() => t.db.collection(COLLECTIONS.identities).findOne({ _id: alice.did as never }).then((d) => (d?.handle === handle ? d : undefined)), { what: "alice's new handle" })
+    expect(kept).toMatchObject({ handle, from: 'event' })
+    expect(await t.db.collection(COLLECTIONS.identities).findOne({ _id: stranger.did as never })).toBeNull()
+  })
+
   it('deactivation and reactivation follow through Jetstream account events', async () => {
     const { rkey } = await post('hide me')
     await waitFor(() => byRkey(alice.did, rkey).then((d) => d ?? undefined), { what: 'the mood' })
