@@ -26,6 +26,8 @@ export interface Config {
   health: { maxLagSeconds: number; maxDisconnectedSeconds: number }
   /** A source connection silent this long (no frame, no answer to a ping) is dropped and reopened. */
   idleTimeoutSeconds: number
+  /** The jobs lease (retry and backfill workers): another process takes over this long after the holder dies. */
+  leaseSeconds: number
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -46,6 +48,7 @@ export const DEFAULTS = {
   MOODSYNC_MAX_LAG_SECONDS: '300',
   MOODSYNC_MAX_DISCONNECTED_SECONDS: '60',
   MOODSYNC_IDLE_TIMEOUT_SECONDS: '30',
+  MOODSYNC_LEASE_SECONDS: '15',
   MOODSYNC_OUTBOX: 'on',
   MOODSYNC_AUTO_BACKFILL: 'on',
 } as const
@@ -91,6 +94,7 @@ export function parseConfig(env: Env): Config {
       maxDisconnectedSeconds: seconds('MOODSYNC_MAX_DISCONNECTED_SECONDS', get('MOODSYNC_MAX_DISCONNECTED_SECONDS')),
     },
     idleTimeoutSeconds: seconds('MOODSYNC_IDLE_TIMEOUT_SECONDS', get('MOODSYNC_IDLE_TIMEOUT_SECONDS')),
+    leaseSeconds: seconds('MOODSYNC_LEASE_SECONDS', get('MOODSYNC_LEASE_SECONDS')),
   }
 }
 

@@ -8,9 +8,13 @@ import { RetryWorker } from '../writer/worker.ts'
 import type { App } from './app.ts'
 import { createServiceMetrics, type ServiceMetrics } from './metrics.ts'
 import { StoreProbe } from './store-probe.ts'
+import { Lease, LeasedWorker, holderId } from './lease.ts'
 
 /** How long shutdown waits for the work in hand before closing MongoDB under it. */
 const SHUTDOWN_GRACE_MS = 5_000
+
+/** The lease for the jobs one process runs for all (the outbox retry worker, the backfill worker). */
+export const JOBS_LEASE = 'jobs'
 
 export interface IngestServiceOptions {
   app: App
@@ -34,6 +38,8 @@ export class IngestService implements AsyncDisposable {
   readonly #abort = new AbortController()
   readonly #workers: { run(signal: AbortSignal): Promise<void> }[] = []
   readonly #probe: StoreProbe
+  /** Held by the one process that runs the retry and backfill workers. */
+  readonly lease: Lease
   #running?: Promise<void>
 
   constructor(opts: IngestServiceOptions) {
@@ -43,11 +49,14 @@ export class IngestService implements AsyncDisposable {
     this.source = opts.source
     this.metrics = createServiceMetrics()
     this.indexer = new Indexer({ store: app.store, source: this.source, collections: opts.collections, log, metrics: this.metrics.ingest, onApplied: opts.onApplied })
+    // Every replica indexes (idempotent); the jobs that write or read whole repos run in one.
+    this.lease = new Lease({ store: app.store.leases, name: JOBS_LEASE, holder: holderId(), ttlMs: app.config.leaseSeconds * 1000, log })
     if (app.config.outbox) {
       const gauge = this.metrics.outbox
-      this.#workers.push(new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set({ state }, n)) }))
+      this.#workers.push(new LeasedWorker(this.lease, new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set({ state }, n)) })))
     }
-    if (app.config.autoBackfill) this.#workers.push(new BackfillWorker({ queue: app.store.backfill, sync: app.sync, log, metrics: this.metrics.backfill }))
+    if (app.config.autoBackfill) this.#workers.push(new LeasedWorker(this.lease, new BackfillWorker({ queue: app.store.backfill, sync: app.sync, log, metrics: this.metrics.backfill })))
+    if (this.#workers.length > 0) this.#workers.push(this.lease)
     // Often enough to see a hung MongoDB well within the limit it is judged by.
     const probeMs = Math.min(5_000, Math.max(200, (app.config.health.maxDisconnectedSeconds * 1000) / 4))
     this.#probe = new StoreProbe({ ping: () => app.store.ping(), intervalMs: probeMs, timeoutMs: probeMs, log })
@@ -133,6 +142,8 @@ export class IngestService implements AsyncDisposable {
       storeFailing: state.storeFailingSince !== undefined || probe.failingSince !== undefined,
       storeFailingForSeconds: storeFailingFor,
       storeError: probe.lastError ?? null,
+      // Which replica runs the retry and backfill workers: this one, or another.
+      jobs: this.#workers.length === 0 ? 'off' : this.lease.held ? `running here (${this.lease.holder})` : 'another process holds the lease',
     }
   }
 
@@ -143,7 +154,7 @@ export class IngestService implements AsyncDisposable {
    */
   async destroy(): Promise<void> {
     this.#abort.abort()
-    const running = this.#running?.catch(() => {})
+    const running = this.#running?.catch(() => {}).then(() => this.lease.release())
     let timer: NodeJS.Timeout | undefined
     const stopped = await Promise.race([running?.then(() => true) ?? true, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), SHUTDOWN_GRACE_MS)))])
     clearTimeout(timer)

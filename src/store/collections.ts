@@ -15,6 +15,7 @@ export const COLLECTIONS = {
   forgotten: 'moodsync_forgotten',
   sessions: 'moodsync_sessions',
   identities: 'moodsync_identities',
+  leases: 'moodsync_leases',
 } as const
 
 /** What moodsync keeps about a mood's ATProto record, under `moods.atproto`. */
@@ -84,6 +85,14 @@ export interface IdentityDoc {
   /** Where it was seen: an identity event of the stream, or a DID document read. */
   from: 'event' | 'did-document'
   updatedAt: Date
+}
+
+/** Who runs a singleton job (the outbox retry worker, the backfill worker) until when. */
+export interface LeaseDoc {
+  _id: string
+  holder: string
+  expiresAt: Date
+  acquiredAt: Date
 }
 
 export interface CursorDoc {

@@ -6,6 +6,7 @@ import { CursorStore } from './cursors.ts'
 import { ForgottenStore } from './forgotten.ts'
 import { GapStore } from './gaps.ts'
 import { IdentityStore } from './identities.ts'
+import { LeaseStore } from './leases.ts'
 import { OutboxStore } from './outbox.ts'
 import { QuarantineStore } from './quarantine.ts'
 import { MoodStore, RecordStore } from './records.ts'
@@ -32,6 +33,7 @@ export class Database {
   readonly credentials: CredentialRecords
   readonly sessions: SessionStore
   readonly identities: IdentityStore
+  readonly leases: LeaseStore
   readonly #records = new Map<string, RecordStore<object>>()
 
   constructor(db: Db) {
@@ -49,6 +51,7 @@ export class Database {
     this.credentials = new CredentialRecords(db)
     this.sessions = new SessionStore(db)
     this.identities = new IdentityStore(db)
+    this.leases = new LeaseStore(db)
   }
 
   /** One round trip to the server: for health probes. */
