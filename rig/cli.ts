@@ -7,14 +7,17 @@ export interface CliRun {
   err: string
 }
 
-/** Runs the moodsync CLI in-process with `env`, capturing stdout and stderr. */
-export function cliRunner(env: () => Record<string, string>) {
+/**
+ * Runs the moodsync CLI in-process with `env`, capturing stdout and stderr. `signal`, when
+ * given, interrupts the command as SIGINT would (main's `io.signal`).
+ */
+export function cliRunner(env: () => Record<string, string>, opts: { signal?: () => AbortSignal | undefined } = {}) {
   const run = async (...argv: string[]): Promise<CliRun> => {
     let out = ''
     let err = ''
     const stdout = new Writable({ write: (c, _e, done) => ((out += c.toString()), done()) })
     const stderr = new Writable({ write: (c, _e, done) => ((err += c.toString()), done()) })
-    const code = await main(argv, { stdout, stderr, env: env() })
+    const code = await main(argv, { stdout, stderr, env: env(), signal: opts.signal?.() })
     return { code, out, err }
   }
   /** The same with --json, parsed; the exit code rides along. */

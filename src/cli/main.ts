@@ -1,7 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { ConfigError } from '../errors.ts'
 import type { Command, CommandContext } from './command.ts'
-import { UsageError } from './command.ts'
 import { backfill } from './commands/backfill.ts'
 import { codegen } from './commands/codegen.ts'
 import { dedupe } from './commands/dedupe.ts'
@@ -12,6 +10,7 @@ import { ingest } from './commands/ingest.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
+import { EXIT, exitForError } from './exit-codes.ts'
 
 const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup, codegen]
 
@@ -36,48 +35,55 @@ function version(): string {
 
 /**
  * The process edge: reads the environment, wires SIGINT/SIGTERM to an AbortSignal once, runs
- * one command and returns its exit code. Nothing below here touches process.env or exits.
+ * one command and returns its exit code (the table is `exit-codes.ts`). Nothing below here
+ * touches process.env or exits. `io.signal` is an embedder's own stop (a supervisor, a test):
+ * it interrupts the command exactly as SIGINT does.
  */
-export async function main(argv: string[], io: Partial<Pick<CommandContext, 'stdout' | 'stderr' | 'env'>> = {}): Promise<number> {
+export async function main(argv: string[], io: Partial<Pick<CommandContext, 'stdout' | 'stderr' | 'env' | 'signal'>> = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout
   const stderr = io.stderr ?? process.stderr
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     stdout.write(`${help()}\n`)
-    return name === undefined ? 2 : 0
+    return name === undefined ? EXIT.usage : EXIT.ok
   }
   if (name === '--version' || name === '-v') {
     stdout.write(`moodsync ${version()}\n`)
-    return 0
+    return EXIT.ok
   }
   const command = COMMANDS.find((c) => c.name === name)
   if (!command) {
     stderr.write(`moodsync: unknown command "${name}"\n\n${help()}\n`)
-    return 2
+    return EXIT.usage
   }
   if (rest.includes('--help') || rest.includes('-h')) {
     stdout.write(`usage: ${command.usage}\n${command.summary}\n`)
-    return 0
+    return EXIT.ok
   }
 
   const controller = new AbortController()
   const stop = () => controller.abort()
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)
+  const signal = io.signal ? AbortSignal.any([io.signal, controller.signal]) : controller.signal
   try {
     const env = io.env ?? loadEnv(process.env)
-    return await command.run({ argv: rest, env, stdout, stderr, signal: controller.signal })
+    return await command.run({ argv: rest, env, stdout, stderr, signal })
   } catch (err) {
-    if (err instanceof ConfigError) {
-      stderr.write(`moodsync: configuration error: ${err.message}\n`)
-      return 78 // EX_CONFIG
+    const message = (err as Error).message
+    // Stopped while it could not finish (a wait for MongoDB, a listing cut off): the operator
+    // asked for the stop, so that is the answer, with what failed on the way out.
+    if (signal.aborted) {
+      stderr.write(`moodsync ${name}: interrupted before it could report (${message}); run it again\n`)
+      return EXIT.interrupted
     }
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      stderr.write(`moodsync ${name}: ${(err as Error).message}\nusage: ${command.usage}\n`)
-      return 2
-    }
-    stderr.write(`moodsync ${name} failed: ${(err as Error).message}\n`)
-    return 1
+    const code = exitForError(err)
+    if (code === EXIT.config) stderr.write(`moodsync: configuration error: ${message}\n`)
+    else if (code === EXIT.usage) stderr.write(`moodsync ${name}: ${message}\nusage: ${command.usage}\n`)
+    else if (code === EXIT.unavailable) stderr.write(`moodsync ${name}: MongoDB unavailable: ${message}\n`)
+    else if (code === EXIT.software) stderr.write(`moodsync ${name} failed (unexpected error, please report): ${(err as Error).stack ?? message}\n`)
+    else stderr.write(`moodsync ${name} failed: ${message}\n`)
+    return code
   } finally {
     process.off('SIGINT', stop)
     process.off('SIGTERM', stop)

@@ -4,9 +4,3 @@ export function table(header: readonly string[], rows: readonly (readonly (strin
   const widths = header.map((_, i) => Math.max(...cells.map((row) => row[i]!.length)))
   return cells.map((row) => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd()).join('\n')
 }
-
-/** Failures by kind as one line, e.g. "2 unreachable, 1 verification". */
-export function failureLine(byKind: Record<string, number>): string {
-  const parts = Object.entries(byKind).map(([kind, n]) => `${n} ${kind}`)
-  return parts.length === 0 ? 'no failures' : `failures: ${parts.join(', ')}`
-}

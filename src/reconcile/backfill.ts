@@ -1,7 +1,8 @@
-import { RepoUnavailableError, type RepoSnapshot } from '../atproto/repo-reader.ts'
+import type { RepoSnapshot } from '../atproto/repo-reader.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { RepoStateDoc } from '../store/collections.ts'
 import { addApplyResult, emptyApplyResult, type ApplyResult } from '../store/ops.ts'
+import { failureKind } from './failures.ts'
 import { forEachConcurrent } from './pool.ts'
 import { Progress } from './progress.ts'
 import type { RepoSync } from './repo-sync.ts'
@@ -19,6 +20,8 @@ export interface BackfillOptions {
   concurrency?: number
   /** Read every repo even when its rev is the one already read. */
   force?: boolean
+  /** Read and decide as usual, write nothing: the report says what a real run would change. */
+  dryRun?: boolean
   signal?: AbortSignal
   /** Where progress lines go (stderr for the CLI); none when absent. */
   progress?: NodeJS.WritableStream
@@ -32,10 +35,18 @@ export interface BackfillOptions {
 }
 
 export interface BackfillReport {
+  /** Nothing was written: `applied`, `restored` and `hiddenMoods` are what a real run would do. */
+  dryRun: boolean
+  /** Repos asked for; absent while a discovery listing was still running when the run ended. */
+  total?: number
   repos: { synced: number; unchanged: number; hidden: number; failed: number }
   /** Moods in the repos read. */
   records: number
   applied: ApplyResult
+  /** Moods a status change had hidden, brought back because the host serves the repo again. */
+  restored: number
+  /** Moods hidden because the host says their account is not active. */
+  hiddenMoods: number
   quarantined: number
   bytes: number
   /** Failures by kind (`unreachable`, `verification`, `not-found`, `store`, ...). */
@@ -72,12 +83,14 @@ async function* chunks<T>(items: AsyncIterable<T> | Iterable<T>, size: number): 
 export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Iterable<string>, opts: BackfillOptions = {}): Promise<BackfillReport> {
   const log = (opts.log ?? silentLogger).child({ component: 'backfill' })
   const started = Date.now()
-  const report: BackfillReport = { repos: { synced: 0, unchanged: 0, hidden: 0, failed: 0 }, records: 0, applied: emptyApplyResult(), quarantined: 0, bytes: 0, failures: {}, failed: [], elapsedMs: 0, interrupted: false }
-  const progress = opts.progress ? new Progress(opts.progress, 'backfill') : undefined
-  const counts = () => ({ done: report.repos.synced + report.repos.unchanged + report.repos.hidden + report.repos.failed, total: opts.total, failed: report.repos.failed, records: report.records })
+  const dryRun = opts.dryRun ?? false
+  const report: BackfillReport = { dryRun, ...(opts.total === undefined ? {} : { total: opts.total }), repos: { synced: 0, unchanged: 0, hidden: 0, failed: 0 }, records: 0, applied: emptyApplyResult(), restored: 0, hiddenMoods: 0, quarantined: 0, bytes: 0, failures: {}, failed: [], elapsedMs: 0, interrupted: false }
+  const progress = opts.progress ? new Progress(opts.progress, dryRun ? 'backfill plan' : 'backfill') : undefined
+  const done = () => report.repos.synced + report.repos.unchanged + report.repos.hidden + report.repos.failed
+  const counts = () => ({ done: done(), total: opts.total, failed: report.repos.failed, records: report.records })
 
   const fail = (did: string, err: unknown) => {
-    const kind = err instanceof RepoUnavailableError ? err.kind : 'store'
+    const kind = failureKind(err)
     report.repos.failed++
     report.failures[kind] = (report.failures[kind] ?? 0) + 1
     const failure = { did, kind, message: (err as Error).message }
@@ -97,12 +110,13 @@ export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Ite
       batchRecords = 0
       if (snapshots.length === 0) return
       try {
-        const done = await sync.applyMany(snapshots)
+        const applied = dryRun ? await sync.planMany(snapshots) : await sync.applyMany(snapshots)
         report.repos.synced += snapshots.length
-        report.records += done.records
-        report.quarantined += done.quarantined
-        report.bytes += done.bytes
-        addApplyResult(report.applied, done.applied)
+        report.records += applied.records
+        report.quarantined += applied.quarantined
+        report.bytes += applied.bytes
+        report.restored += applied.restored
+        addApplyResult(report.applied, applied.applied)
       } catch (err) {
         for (const snapshot of snapshots) fail(snapshot.did, err)
       }
@@ -120,27 +134,31 @@ export async function backfill(sync: RepoSync, dids: AsyncIterable<string> | Ite
     const unchanged: string[] = []
     await forEachConcurrent(chunk, opts.concurrency ?? 4, opts.signal, async (did) => {
       try {
-        const prepared = await sync.prepare(did, { force: opts.force, state: states.get(did) ?? null, revs })
+        const prepared = await sync.prepare(did, { force: opts.force, state: states.get(did) ?? null, revs, dryRun })
         if (prepared.outcome === 'read') {
           batch.push(prepared.snapshot)
           batchRecords += prepared.snapshot.records.length
           if (batch.length >= (opts.batchRepos ?? BATCH_REPOS) || batchRecords >= BATCH_RECORDS) await flush()
         } else {
           if (prepared.outcome === 'unchanged') unchanged.push(did)
+          if (prepared.outcome === 'hidden') report.hiddenMoods += prepared.moods
           report.repos[prepared.outcome]++
           report.records += prepared.records
         }
       } catch (err) {
-        fail(did, err)
+        // A read cut short by the interruption is not that repo's failure: it is simply not
+        // done, and the next run reads it.
+        if (!opts.signal?.aborted) fail(did, err)
       }
       progress?.update(counts())
     })
-    await sync.dequeue(unchanged)
+    if (!dryRun) await sync.dequeue(unchanged)
     if (opts.signal?.aborted) break
   }
   // What was read before an interruption is written too: the work done is kept.
   await flush()
-  report.interrupted = opts.signal?.aborted ?? false
+  // Interrupted means work was left: aborted after the last repo, the run is complete.
+  report.interrupted = opts.signal?.aborted === true && (opts.total === undefined || done() < opts.total)
   report.elapsedMs = Date.now() - started
   progress?.finish(counts())
   return report

@@ -1,11 +1,13 @@
 import type { DeleteOp } from '../store/records.ts'
 import { NoCredentialsError } from '../errors.ts'
 import type { DuplicateGroup } from './compare.ts'
-import { emptyFailures, type Failures } from './failures.ts'
-import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyCoverage, type Coverage } from './coverage.ts'
+import { forEachSubject, type SubjectRunOptions } from './each-subject.ts'
+import { inspect, type ReconcileContext } from './inspect.ts'
 import type { Subject } from '../store/users.ts'
 
-export interface DedupeReport {
+/** What dedupe found and deleted in the repos it handled, and how far it got (`Coverage`). */
+export interface DedupeReport extends Coverage {
   deleteRequested: boolean
   /** Refs with more than one record. */
   groups: number
@@ -16,7 +18,6 @@ export interface DedupeReport {
   /** MongoDB moods that mirrored a deleted duplicate, now marked deleted. */
   moodsMarkedDeleted: number
   subjects: (Subject & { groups: DuplicateGroup[] })[]
-  failures: Failures
 }
 
 /**
@@ -25,9 +26,10 @@ export interface DedupeReport {
  * from the account's budget, then marks the moods that mirrored them deleted.
  */
 export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { delete?: boolean } = {}): Promise<DedupeReport> {
-  const report: DedupeReport = { deleteRequested: opts.delete ?? false, groups: 0, duplicates: 0, deleted: 0, moodsMarkedDeleted: 0, subjects: [], failures: emptyFailures() }
   const withRepo = subjects.filter((s) => s.did !== null)
-  await forEachSubject(ctx, 'dedupe', withRepo, opts, report.failures, async (subject) => {
+  const report: DedupeReport = { ...emptyCoverage(withRepo.length), deleteRequested: opts.delete ?? false, groups: 0, duplicates: 0, deleted: 0, moodsMarkedDeleted: 0, subjects: [] }
+  // Repos run concurrently: each count is awaited into a local before it is added (see forEachSubject).
+  await forEachSubject(ctx, 'dedupe', withRepo, opts, report, async (subject) => {
     const { diff, snapshot, records } = await inspect(ctx, subject)
     // An inactive account cannot be written to; its records are not readable either (no groups).
     const groups = diff.duplicates
@@ -43,7 +45,8 @@ export async function dedupe(ctx: ReconcileContext, subjects: readonly Subject[]
     report.deleted += res.deleted
     const rev = res.rev ?? (await ctx.reader.latestRev(did))
     const ops: DeleteOp[] = drop.map((rkey) => ({ kind: 'delete', did, rkey, rev }))
-    report.moodsMarkedDeleted += (await ctx.store.moods.apply(ops)).deleted
+    const { deleted } = await ctx.store.moods.apply(ops)
+    report.moodsMarkedDeleted += deleted
     return records.length
   })
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))

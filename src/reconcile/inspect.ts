@@ -8,9 +8,6 @@ import { moodCollection } from '../sync/mood.ts'
 import { snapshotOps } from '../sync/records.ts'
 import type { Writer } from '../writer/writer.ts'
 import { compareSubject, type SubjectDiff } from './compare.ts'
-import { addFailure, type Failures } from './failures.ts'
-import { forEachConcurrent } from './pool.ts'
-import { Progress } from './progress.ts'
 import type { RepoSync } from './repo-sync.ts'
 
 /** What the reconcile commands share: MongoDB, the repo reader, and (for writes) the writer. */
@@ -55,30 +52,4 @@ export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<
   // Read after the repo: a mood posted in between then looks unconfirmed, never deleted.
   const docs = await moods.ofSubject(subject)
   return { subject, snapshot, records: ops, diff: compareSubject({ ...subject, records: ops, invalid: rejected.length, docs }) }
-}
-export interface SubjectRunOptions {
-  concurrency?: number
-  signal?: AbortSignal
-  /** Where progress lines go (stderr for the CLI). */
-  progress?: NodeJS.WritableStream
-}
-
-/**
- * Runs `work` for every subject, a bounded number at a time, with progress; a subject's
- * failure is counted by kind and the others go on. `work` returns the moods it looked at.
- */
-export async function forEachSubject(ctx: ReconcileContext, label: string, subjects: readonly Subject[], opts: SubjectRunOptions, failures: Failures, work: (subject: Subject) => Promise<number>): Promise<void> {
-  const progress = opts.progress ? new Progress(opts.progress, label, { unit: 'users' }) : undefined
-  const counts = { done: 0, total: subjects.length, failed: 0, records: 0 }
-  await forEachConcurrent(subjects, opts.concurrency ?? 2, opts.signal, async (subject) => {
-    try {
-      counts.records += await work(subject)
-    } catch (err) {
-      counts.failed++
-      addFailure(failures, subject, err, ctx.log)
-    }
-    counts.done++
-    progress?.update(counts)
-  })
-  progress?.finish(counts)
 }

@@ -1,11 +1,13 @@
 import { InactiveAccountError } from '../errors.ts'
 import type { FlushResult } from '../writer/writer.ts'
-import { emptyFailures, type Failures } from './failures.ts'
-import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyCoverage, type Coverage } from './coverage.ts'
+import { forEachSubject, type SubjectRunOptions } from './each-subject.ts'
+import { inspect, type ReconcileContext } from './inspect.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
 import type { Subject } from '../store/users.ts'
 
-export interface MigrateReport {
+/** What migrate did in the users it handled, and how far it got (`Coverage`). */
+export interface MigrateReport extends Coverage {
   dryRun: boolean
   /** Moods whose record already existed (it names them by `ref`): linked, not written again. */
   linked: number
@@ -19,7 +21,6 @@ export interface MigrateReport {
   confirmed: number
   /** Users with moods but no ATProto account: nothing to migrate to. */
   noAccount: number
-  failures: Failures
 }
 
 /**
@@ -30,9 +31,11 @@ export interface MigrateReport {
  */
 export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { dryRun?: boolean } = {}): Promise<MigrateReport> {
   const dryRun = opts.dryRun ?? false
-  const report: MigrateReport = { dryRun, linked: 0, queued: 0, resumed: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0, noAccount: 0, failures: emptyFailures() }
+  const users = subjects.filter((s) => s.user !== null)
+  const report: MigrateReport = { ...emptyCoverage(users.length), dryRun, linked: 0, queued: 0, resumed: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0, noAccount: 0 }
   const writer = ctx.writer
-  await forEachSubject(ctx, dryRun ? 'migrate plan' : 'migrate', subjects.filter((s) => s.user !== null), opts, report.failures, async (subject) => {
+  // Users run concurrently: each count is awaited into a local before it is added (see forEachSubject).
+  await forEachSubject(ctx, dryRun ? 'migrate plan' : 'migrate', users, opts, report, async (subject) => {
     const { diff, records, inactive } = await inspect(ctx, subject)
     if (inactive) throw new InactiveAccountError(`${subject.did}: the account is ${inactive}; its moods wait until it is active`)
     if (subject.did === null) {
@@ -47,7 +50,10 @@ export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[
       report.resumed += pending.length
       return records.length
     }
-    if (links.length > 0) report.linked += (await ctx.store.moods.apply(links)).attached
+    if (links.length > 0) {
+      const { attached } = await ctx.store.moods.apply(links)
+      report.linked += attached
+    }
     if (!writer || (diff.unmigrated.length === 0 && pending.length === 0)) return records.length
     const adopted = await writer.adopt(diff.unmigrated)
     report.queued += adopted.queued
@@ -55,7 +61,8 @@ export async function migrate(ctx: ReconcileContext, subjects: readonly Subject[
     report.resumed += pending.length
     const flushed = await flushOutbox(writer, subject.user!)
     for (const key of Object.keys(flushed) as (keyof FlushResult)[]) report.flushed[key] += flushed[key]
-    report.confirmed += await confirmWritten(ctx, subject)
+    const confirmed = await confirmWritten(ctx, subject)
+    report.confirmed += confirmed
     return records.length
   })
   return report

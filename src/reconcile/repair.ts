@@ -1,8 +1,9 @@
 import type { ApplyResult, MoodOp } from '../store/ops.ts'
 import type { FlushResult } from '../writer/writer.ts'
 import { countsOf, type SubjectDiff } from './compare.ts'
-import { emptyFailures, type Failures } from './failures.ts'
-import { forEachSubject, inspect, type Inspection, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyCoverage, type Coverage } from './coverage.ts'
+import { forEachSubject, type SubjectRunOptions } from './each-subject.ts'
+import { inspect, type Inspection, type ReconcileContext } from './inspect.ts'
 import { addApplyResult, emptyApplyResult } from '../store/ops.ts'
 import { confirmWritten, flushOutbox } from './settle.ts'
 import type { Subject } from '../store/users.ts'
@@ -25,13 +26,13 @@ export interface RepairPlan {
   duplicates: number
 }
 
-export interface RepairReport {
+/** What repair planned and did in the subjects it handled, and how far it got (`Coverage`). */
+export interface RepairReport extends Coverage {
   dryRun: boolean
   plan: RepairPlan
   /** Subjects with something to do, and what. */
   subjects: (Subject & { plan: RepairPlan })[]
   done: { applied: ApplyResult; queued: number; invalid: number; flushed: FlushResult; confirmed: number }
-  failures: Failures
 }
 
 export function emptyPlan(): RepairPlan {
@@ -87,8 +88,8 @@ function hasWork(plan: RepairPlan): boolean {
  */
 export async function repair(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions & { dryRun?: boolean } = {}): Promise<RepairReport> {
   const dryRun = opts.dryRun ?? false
-  const report: RepairReport = { dryRun, plan: emptyPlan(), subjects: [], done: { applied: emptyApplyResult(), queued: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0 }, failures: emptyFailures() }
-  await forEachSubject(ctx, dryRun ? 'repair plan' : 'repair', subjects, opts, report.failures, async (subject) => {
+  const report: RepairReport = { ...emptyCoverage(subjects.length), dryRun, plan: emptyPlan(), subjects: [], done: { applied: emptyApplyResult(), queued: 0, invalid: 0, flushed: { written: 0, deferred: 0, failed: 0, retried: 0 }, confirmed: 0 } }
+  await forEachSubject(ctx, dryRun ? 'repair plan' : 'repair', subjects, opts, report, async (subject) => {
     const inspection = await inspect(ctx, subject)
     const { ops, plan } = repairOps(inspection)
     for (const key of Object.keys(plan) as (keyof RepairPlan)[]) report.plan[key] += plan[key]
@@ -100,15 +101,23 @@ export async function repair(ctx: ReconcileContext, subjects: readonly Subject[]
   return report
 }
 
+/**
+ * Subjects are fixed concurrently: every count is awaited into a local before it is added to
+ * the report (`report.x += await ...` would add to a value read before the await).
+ */
 async function fix(ctx: ReconcileContext, inspection: Inspection, ops: MoodOp[], report: RepairReport): Promise<void> {
   const { subject, diff, snapshot } = inspection
   const moods = ctx.store.moods
   if (inspection.inactive !== undefined) {
-    report.done.applied.deleted += await moods.hideDid(subject.did!, inspection.inactive)
+    const hidden = await moods.hideDid(subject.did!, inspection.inactive)
+    report.done.applied.deleted += hidden
     return
   }
   if (snapshot) await moods.restoreDid(snapshot.did)
-  if (ops.length > 0) addApplyResult(report.done.applied, await moods.apply(ops))
+  if (ops.length > 0) {
+    const applied = await moods.apply(ops)
+    addApplyResult(report.done.applied, applied)
+  }
   const writer = ctx.writer
   if (!writer || subject.user === null) return
   const retry = diff.unconfirmed.filter((doc) => doc.atproto?.state === 'pending' || doc.atproto?.state === 'failed')
@@ -119,5 +128,6 @@ async function fix(ctx: ReconcileContext, inspection: Inspection, ops: MoodOp[],
   if (retry.length === 0 && adopted.queued === 0) return
   const flushed = await flushOutbox(writer, subject.user)
   for (const key of Object.keys(flushed) as (keyof FlushResult)[]) report.done.flushed[key] += flushed[key]
-  report.done.confirmed += await confirmWritten(ctx, subject)
+  const confirmed = await confirmWritten(ctx, subject)
+  report.done.confirmed += confirmed
 }

@@ -1,6 +1,7 @@
 import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
-import { emptyFailures, type Failures } from './failures.ts'
-import { forEachSubject, inspect, type ReconcileContext, type SubjectRunOptions } from './inspect.ts'
+import { emptyCoverage, type Coverage } from './coverage.ts'
+import { forEachSubject, type SubjectRunOptions } from './each-subject.ts'
+import { inspect, type ReconcileContext } from './inspect.ts'
 import type { Subject } from '../store/users.ts'
 
 export interface SubjectStatus extends Subject {
@@ -12,24 +13,34 @@ export interface SubjectStatus extends Subject {
   duplicates?: { ref: string; keep: string; drop: string[] }[]
 }
 
-export interface StatusReport {
+/**
+ * What was found in the subjects checked (`subjects`, `counts`, `drift`) and how far the run
+ * got (`Coverage`: checked of total, interrupted, the ones that could not be checked). In sync
+ * means `drift === 0` with every subject checked, never `drift === 0` alone.
+ */
+export interface StatusReport extends Coverage {
   subjects: SubjectStatus[]
-  total: StatusCounts
+  /** The subjects' counts added up. */
+  counts: StatusCounts
   drift: number
-  failures: Failures
 }
 
-/** Compares every subject; a subject whose repo cannot be read is a failure, not drift. */
+/** Compares every subject; a subject whose repo cannot be read is unchecked, not drift. */
 export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions = {}): Promise<StatusReport> {
-  const report: StatusReport = { subjects: [], total: emptyCounts(), drift: 0, failures: emptyFailures() }
-  await forEachSubject(ctx, 'status', subjects, { concurrency: 4, ...opts }, report.failures, async (subject) => {
+  const report: StatusReport = { ...emptyCoverage(subjects.length), subjects: [], counts: emptyCounts(), drift: 0 }
+  await forEachSubject(ctx, 'status', subjects, { concurrency: 4, ...opts }, report, async (subject) => {
     const { diff, inactive } = await inspect(ctx, subject)
     const counts = countsOf(diff)
     report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(inactive ? { inactive } : {}), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
-    addCounts(report.total, counts)
+    addCounts(report.counts, counts)
     return diff.inSync + driftOf(counts) + diff.noAccount
   })
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
-  report.drift = driftOf(report.total)
+  report.drift = driftOf(report.counts)
   return report
+}
+
+/** Every subject was checked and none drifted. */
+export function isInSync(report: StatusReport): boolean {
+  return report.drift === 0 && report.checked === report.total
 }

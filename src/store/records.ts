@@ -90,6 +90,11 @@ export class RecordStore<F extends object> {
     return res.modifiedCount
   }
 
+  /** How many live records hideDid would hide now (a dry run's answer). */
+  async countLive(did: string): Promise<number> {
+    return this.#docs.countDocuments({ ...RecordStore.byDid(did), deleted: { $ne: true } })
+  }
+
   /** Brings back what hideDid hid; records deleted meanwhile stay deleted. */
   async restoreDid(did: string): Promise<number> {
     const res = await this.#docs.updateMany({ ...RecordStore.byDid(did), 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
@@ -129,6 +134,15 @@ export class RecordStore<F extends object> {
         throw new StoreError(`applying a batch of records kept racing with another writer (${attempt} attempts)`)
       }
     }
+  }
+
+  /**
+   * What `apply` would do with these ops now, decided the same way, with nothing written: a
+   * dry run's answer. `known` stands for the documents as they would be when applying (the
+   * caller may pass them as a change it skipped would leave them).
+   */
+  async plan(ops: readonly RecordOp<F>[], opts: { known?: readonly RecordDoc<F>[] } = {}): Promise<ApplyResult> {
+    return (await this.#plan(collapse(ops), opts.known)).result
   }
 
   /**

@@ -23,7 +23,11 @@ export class Store extends Database implements AsyncDisposable {
   readonly #recordCollections?: readonly string[]
 
   constructor(opts: StoreOptions) {
-    const client = new MongoClient(opts.mongodb.uri, { serverSelectionTimeoutMS: opts.serverSelectionTimeoutMs ?? 10_000, appName: 'moodsync' })
+    // The driver lets constructor options override the connection string's: moodsync's default
+    // applies only where MONGODB_URI does not set its own (`?serverSelectionTimeoutMS=`).
+    const inUri = /[?&]serverSelectionTimeoutMS=/i.test(opts.mongodb.uri)
+    const timeout = opts.serverSelectionTimeoutMs ?? (inUri ? undefined : 10_000)
+    const client = new MongoClient(opts.mongodb.uri, { ...(timeout === undefined ? {} : { serverSelectionTimeoutMS: timeout }), appName: 'moodsync' })
     super(client.db(opts.mongodb.db))
     this.client = client
     this.#log = (opts.logger ?? silentLogger).child({ component: 'store' })

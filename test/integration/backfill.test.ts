@@ -265,7 +265,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
 
     // A DID nobody can resolve is a failure of that repo, counted by kind; the run goes on.
     const res = await runJson('backfill', '--did', 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa', '--did', carol.did)
-    expect(res.code).toBe(1)
+    expect(res.code).toBe(3)
     expect(res.failures).toEqual({ unresolvable: 1 })
     expect(res.repos.failed).toBe(1)
   })

@@ -160,8 +160,8 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
       const rev = await repoRev()
       const report = await dedupe(ctx, [{ user: 'auth0|alice', did: alice.did }], { delete: true })
       expect(report).toMatchObject({ duplicates: DUPLICATED, deleted: 0 })
-      expect(report.failures.byKind).toEqual({ 'rate-limited': 1 })
-      expect(report.failures.first[0]!.message).toMatch(/budget exhausted/)
+      expect(report.uncheckedByKind).toEqual({ 'rate-limited': 1 })
+      expect(report.unchecked[0]!.message).toMatch(/budget exhausted/)
       expect(await repoRev()).toBe(rev)
     } finally {
       await store.destroy()
@@ -228,8 +228,9 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
     expect(await json('repair', '--user', 'auth0|hana')).toMatchObject({ code: 0, done: { applied: { deleted: posted.length } } })
     expect(await moods().countDocuments({ user: 'auth0|hana', 'atproto.hidden': 'deactivated' })).toBe(posted.length)
     expect((await json('status', '--user', 'auth0|hana')).code).toBe(0)
-    const migrate = await json<{ failures: { byKind: Record<string, number> } }>('migrate', '--user', 'auth0|hana')
-    expect(migrate.failures.byKind).toEqual({ inactive: 1 })
+    const migrate = await json<{ uncheckedByKind: Record<string, number> }>('migrate', '--user', 'auth0|hana')
+    expect(migrate.uncheckedByKind).toEqual({ inactive: 1 })
+    expect(migrate.code).toBe(3)
 
     await hana.agent.com.atproto.server.activateAccount()
     expect((await json('backfill', '--user', 'auth0|hana')).code).toBe(0)
@@ -240,8 +241,9 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
   })
 
   it('bad usage and unknown users get a clear error', async () => {
+    // A --user nobody has is bad usage (2), never confused with drift (1).
     const unknown = await run('status', '--user', 'auth0|ghost')
-    expect(unknown.code).toBe(1)
+    expect(unknown.code).toBe(2)
     expect(unknown.err).toMatch(/no platform user "auth0\|ghost"/)
     const bad = await run('repair', '--concurrency', 'lots')
     expect(bad.code).toBe(2)

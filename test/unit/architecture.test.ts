@@ -90,6 +90,21 @@ describe('architecture', () => {
     expect(offenders.map((f) => relative(SRC, f))).toEqual([])
   })
 
+  it('never adds an awaited value onto shared state in one expression (`report.x += await f()` loses updates)', () => {
+    // `a.b += await f()` reads a.b before the await and writes back that stale value plus the
+    // result: concurrent runs (the reconcile commands' subjects) overwrite each other's counts.
+    // Await into a local first, then add.
+    const offenders: string[] = []
+    for (const file of files) {
+      const lines = readFileSync(file, 'utf8').split('\n')
+      lines.forEach((line, i) => {
+        if (/^\s*(\*|\/\/|\/\*)/.test(line)) return // comments may show the pattern
+        if (/[\w\])]\.[\w$]+(?:\[[^\]]+\])?\s*(?:\+|-|\*|\|\||\?\?)=\s*\(?\s*await\b/.test(line)) offenders.push(`${relative(SRC, file)}:${i + 1}: ${line.trim()}`)
+      })
+    }
+    expect(offenders).toEqual([])
+  })
+
   it('keeps every writer file under 300 lines', () => {
     const long = files.filter((f) => roomOf(f) === 'writer').filter((f) => readFileSync(f, 'utf8').split('\n').length > 300)
     expect(long.map((f) => relative(SRC, f))).toEqual([])

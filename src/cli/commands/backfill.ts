@@ -1,15 +1,16 @@
 import { parseArgs } from 'node:util'
-import { backfill as runBackfill } from '../../reconcile/backfill.ts'
+import { backfill as runBackfill, type BackfillReport } from '../../reconcile/backfill.ts'
 import { discoverRepos } from '../../reconcile/targets.ts'
 import { UsageError, type Command } from '../command.ts'
+import { byKind } from '../coverage.ts'
+import { exitForRun } from '../exit-codes.ts'
 import { report } from '../output.ts'
-import { failureLine } from '../table.ts'
-import { concurrencyOf, INTERRUPTED, withReconcile } from './reconcile-context.ts'
+import { concurrencyOf, withReconcile } from './reconcile-context.ts'
 
 export const backfill: Command = {
   name: 'backfill',
-  summary: 'load moods from the repos themselves (verified), marking moods whose record is gone deleted',
-  usage: 'moodsync backfill (--did DID... | --user SUB | --all-users | --discover RELAY_URL | --queued) [--force] [--concurrency N] [--json]',
+  summary: 'load moods from the repos themselves (verified), marking moods whose record is gone deleted; --dry-run changes nothing',
+  usage: 'moodsync backfill (--did DID... | --user SUB | --all-users | --discover RELAY_URL | --queued) [--dry-run] [--force] [--concurrency N] [--json]',
   async run({ argv, env, stdout, stderr, signal }) {
     const { values } = parseArgs({
       args: argv,
@@ -20,6 +21,7 @@ export const backfill: Command = {
         discover: { type: 'string' },
         queued: { type: 'boolean', default: false },
         force: { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
         concurrency: { type: 'string' },
         json: { type: 'boolean', default: false },
       },
@@ -38,18 +40,31 @@ export const backfill: Command = {
       else if (values['all-users']) dids = await users.allDids()
       else if (values.queued) dids = (await backfill.list()).map((d) => d._id)
       else dids = discoverRepos(values.discover!, { signal })
-      return runBackfill(ctx.sync, dids, { concurrency, force: values.force, signal, progress: stderr, total: Array.isArray(dids) ? dids.length : undefined, log: ctx.log })
+      return runBackfill(ctx.sync, dids, { concurrency, force: values.force, dryRun: values['dry-run'], signal, progress: stderr, total: Array.isArray(dids) ? dids.length : undefined, log: ctx.log })
     })
-    report(stdout, values.json, result, () => {
-      const a = result.applied
-      return [
-        `backfill${result.interrupted ? ' (interrupted: run again to resume)' : ''}: ${result.repos.synced} repos read, ${result.repos.unchanged} unchanged since last read, ${result.repos.hidden} not active (moods hidden), ${result.repos.failed} failed, in ${(result.elapsedMs / 1000).toFixed(1)} s`,
-        `moods: ${result.records} in the repos; ${a.inserted} added, ${a.updated} updated, ${a.attached} linked to their MongoDB mood, ${a.deleted} marked deleted (record gone), ${a.confirmed} writes confirmed, ${a.unchanged} unchanged, ${a.pending} left to the outbox, ${result.quarantined} quarantined`,
-        failureLine(result.failures),
-        ...result.failed.map((f) => `  ${f.did}: ${f.kind}: ${f.message}`),
-      ].join('\n')
-    })
-    if (result.interrupted) return INTERRUPTED
-    return result.repos.failed > 0 ? 1 : 0
+    report(stdout, values.json, result, () => humanBackfill(result))
+    return exitForRun({ interrupted: result.interrupted, uncheckedKinds: Object.keys(result.failures), problems: false })
   },
+}
+
+function humanBackfill(result: BackfillReport): string {
+  const a = result.applied
+  const r = result.repos
+  const done = r.synced + r.unchanged + r.hidden + r.failed
+  const lines: string[] = []
+  if (result.interrupted) lines.push(`INTERRUPTED after ${done}${result.total === undefined ? '' : ` of ${result.total}`} repos: run the same command again to resume (finished repos are skipped)`)
+  if (r.failed > 0) lines.push(`INCOMPLETE: ${r.failed} repos could not be read (${byKind(result.failures)})${result.failed.length < r.failed ? `; the first ${result.failed.length}:` : ':'}`, ...result.failed.map((f) => `  ${f.did}: ${f.kind}: ${f.message}`))
+  const seconds = (result.elapsedMs / 1000).toFixed(1)
+  if (result.dryRun) {
+    lines.push(
+      `backfill plan (dry run: nothing changed): ${r.synced} repos read, ${r.unchanged} unchanged since last read, ${r.hidden} not active, ${r.failed} failed, in ${seconds} s`,
+      `would change: ${a.inserted} moods added, ${a.updated} updated, ${a.attached} linked to their MongoDB mood, ${a.deleted} marked deleted (record gone), ${result.hiddenMoods} hidden (account not active), ${result.restored} brought back (account active again), ${a.confirmed} writes confirmed, ${result.quarantined} records quarantined; ${a.unchanged} unchanged, ${a.pending} left to the outbox`,
+    )
+  } else {
+    lines.push(
+      `backfill: ${r.synced} repos read, ${r.unchanged} unchanged since last read, ${r.hidden} not active (${result.hiddenMoods} moods hidden), ${r.failed} failed, in ${seconds} s`,
+      `moods: ${result.records} in the repos; ${a.inserted} added, ${a.updated} updated, ${a.attached} linked to their MongoDB mood, ${a.deleted} marked deleted (record gone), ${result.restored} brought back (account active again), ${a.confirmed} writes confirmed, ${a.unchanged} unchanged, ${a.pending} left to the outbox, ${result.quarantined} quarantined`,
+    )
+  }
+  return lines.join('\n')
 }

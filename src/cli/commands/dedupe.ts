@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util'
 import { dedupe as runDedupe } from '../../reconcile/dedupe.ts'
-import { failureCount } from '../../reconcile/failures.ts'
 import type { Command } from '../command.ts'
+import { coverageLines } from '../coverage.ts'
+import { exitForCoverage } from '../exit-codes.ts'
 import { report } from '../output.ts'
-import { failureLine } from '../table.ts'
-import { commonOptions, concurrencyOf, INTERRUPTED, subjectsFor, withReconcile } from './reconcile-context.ts'
+import { commonOptions, concurrencyOf, subjectsFor, withReconcile } from './reconcile-context.ts'
 
 export const dedupe: Command = {
   name: 'dedupe',
@@ -15,7 +15,7 @@ export const dedupe: Command = {
     const concurrency = concurrencyOf(values.concurrency, 2)
     const result = await withReconcile(env, stderr, signal, async (ctx) => runDedupe(ctx, await subjectsFor(ctx, values.user), { delete: values.delete, concurrency, signal, progress: stderr }))
     report(stdout, values.json, result, () => {
-      const lines = [`${result.duplicates} duplicate records in ${result.groups} groups across ${result.subjects.length} repos`]
+      const lines = [...coverageLines(result, values.delete ? 'deduplicated' : 'checked'), `${result.duplicates} duplicate records in ${result.groups} groups across ${result.subjects.length} repos`]
       for (const s of result.subjects) {
         lines.push(`  ${s.user ?? s.did} (${s.did}): ${s.groups.length} groups`)
         for (const g of s.groups.slice(0, 5)) lines.push(`    ref ${g.ref}: keep ${g.keep}, ${values.delete ? 'delete' : 'would delete'} ${g.drop.join(' ')}`)
@@ -23,12 +23,9 @@ export const dedupe: Command = {
       }
       lines.push(
         values.delete ? `deleted ${result.deleted} records; ${result.moodsMarkedDeleted} MongoDB moods that mirrored them marked deleted` : result.duplicates > 0 ? 'nothing deleted: run again with --delete' : 'nothing to do',
-        failureLine(result.failures.byKind),
-        ...result.failures.first.map((f) => `  ${f.user ?? f.did}: ${f.kind}: ${f.message}`),
       )
       return lines.join('\n')
     })
-    if (signal.aborted) return INTERRUPTED
-    return failureCount(result.failures) > 0 ? 1 : 0
+    return exitForCoverage(result, false)
   },
 }

@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util'
-import { failureCount } from '../../reconcile/failures.ts'
 import { migrate as runMigrate } from '../../reconcile/migrate.ts'
 import type { Command } from '../command.ts'
+import { coverageLines } from '../coverage.ts'
+import { exitForCoverage } from '../exit-codes.ts'
 import { report } from '../output.ts'
-import { failureLine } from '../table.ts'
-import { commonOptions, concurrencyOf, INTERRUPTED, subjectsFor, withReconcile } from './reconcile-context.ts'
+import { commonOptions, concurrencyOf, subjectsFor, withReconcile } from './reconcile-context.ts'
 
 export const migrate: Command = {
   name: 'migrate',
@@ -18,15 +18,13 @@ export const migrate: Command = {
     report(stdout, values.json, result, () => {
       const f = result.flushed
       return [
+        ...coverageLines(result, dryRun ? 'planned' : 'migrated'),
         dryRun
           ? `migrate plan (dry run: nothing changed): ${result.queued} moods to write, ${result.resumed} already queued, ${result.linked} to link to records that already exist`
           : `migrate: ${result.linked} linked to existing records, ${result.queued} queued (+${result.resumed} from an earlier run); ${f.written} written, ${f.deferred} deferred (retried by the worker or the next run), ${f.failed + result.invalid} failed; ${result.confirmed} confirmed by reading back`,
         `${result.noAccount} moods belong to users without an ATProto account`,
-        failureLine(result.failures.byKind),
-        ...result.failures.first.map((x) => `  ${x.user ?? x.did}: ${x.kind}: ${x.message}`),
       ].join('\n')
     })
-    if (signal.aborted) return INTERRUPTED
-    return failureCount(result.failures) > 0 || result.flushed.failed + result.invalid > 0 ? 1 : 0
+    return exitForCoverage(result, result.flushed.failed + result.invalid > 0)
   },
 }

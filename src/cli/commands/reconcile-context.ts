@@ -29,9 +29,6 @@ export function concurrencyOf(value: string | undefined, fallback: number): numb
   return n
 }
 
-/** Exit code of a run that was cut short by SIGINT/SIGTERM (128 + SIGINT). */
-export const INTERRUPTED = 130
-
 export const commonOptions = {
   user: { type: 'string' as const },
   json: { type: 'boolean' as const, default: false },

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util'
-import { failureCount } from '../../reconcile/failures.ts'
 import { repair as runRepair, type RepairPlan } from '../../reconcile/repair.ts'
 import type { Command } from '../command.ts'
+import { coverageLines } from '../coverage.ts'
+import { exitForCoverage } from '../exit-codes.ts'
 import { report } from '../output.ts'
-import { failureLine, table } from '../table.ts'
-import { commonOptions, concurrencyOf, INTERRUPTED, subjectsFor, withReconcile } from './reconcile-context.ts'
+import { table } from '../table.ts'
+import { commonOptions, concurrencyOf, subjectsFor, withReconcile } from './reconcile-context.ts'
 
 const ACTIONS: [keyof RepairPlan, string][] = [
   ['restore', 'restore'],
@@ -29,6 +30,7 @@ export const repair: Command = {
       const d = result.done
       const lines = [
         dryRun ? 'repair plan (dry run: nothing changed)' : 'repair',
+        ...coverageLines(result, dryRun ? 'planned' : 'repaired'),
         '',
         table(['user / repo', ...ACTIONS.map(([, label]) => label)], [...result.subjects.map((s) => [s.user ?? s.did ?? '?', ...ACTIONS.map(([key]) => s.plan[key])]), ['TOTAL', ...ACTIONS.map(([key]) => result.plan[key])]]),
         '',
@@ -40,10 +42,8 @@ export const repair: Command = {
         )
       }
       if (result.plan.duplicates > 0) lines.push(`${result.plan.duplicates} duplicate records left: run moodsync dedupe --delete`)
-      lines.push(failureLine(result.failures.byKind), ...result.failures.first.map((f) => `  ${f.user ?? f.did}: ${f.kind}: ${f.message}`))
       return lines.join('\n')
     })
-    if (signal.aborted) return INTERRUPTED
-    return failureCount(result.failures) > 0 || result.done.flushed.failed + result.done.invalid > 0 ? 1 : 0
+    return exitForCoverage(result, result.done.flushed.failed + result.done.invalid > 0)
   },
 }
