@@ -19,6 +19,8 @@ export type ProxyMode =
 export class PdsProxy {
   mode: ProxyMode = { kind: 'pass' }
   readonly calls = new Map<string, number>()
+  /** `rkey` of every record write asked (putRecord, createRecord, deleteRecord, each of applyWrites), in order. */
+  readonly writes: string[] = []
   readonly #target: string
   readonly #server: Server
 
@@ -56,6 +58,7 @@ export class PdsProxy {
     }
     const chunks: Buffer[] = []
     for await (const chunk of req) chunks.push(chunk as Buffer)
+    if (WRITES.has(method)) this.writes.push(...rkeysOf(method, Buffer.concat(chunks)))
     const headers = new Headers()
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length') headers.set(k, v)
     const upstream = await fetch(`${this.#target}${req.url}`, { method: req.method, headers, body: chunks.length ? Buffer.concat(chunks) : undefined })
@@ -75,5 +78,17 @@ export class PdsProxy {
   async stop(): Promise<void> {
     this.#server.closeAllConnections()
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+}
+
+const WRITES = new Set(['com.atproto.repo.putRecord', 'com.atproto.repo.createRecord', 'com.atproto.repo.deleteRecord', 'com.atproto.repo.applyWrites'])
+
+function rkeysOf(method: string, body: Buffer): string[] {
+  try {
+    const input = JSON.parse(body.toString('utf8')) as { rkey?: string; writes?: { rkey?: string }[] }
+    if (method === 'com.atproto.repo.applyWrites') return (input.writes ?? []).map((w) => w.rkey ?? '?')
+    return [input.rkey ?? '?']
+  } catch {
+    return ['?']
   }
 }

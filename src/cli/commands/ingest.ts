@@ -28,7 +28,7 @@ export const ingest: Command = {
     const log = createLogger({ level: config.logLevel })
     const service = new App(config, { log }).ingestService()
     await service.start()
-    stderr.write(`moodsync ingest: ${service.source.id}; health ${service.ops.url}/healthz, metrics ${service.ops.url}/metrics\n`)
+    stderr.write(`moodsync ingest: ${service.source.id} (${service.source.instance}); health ${service.ops.url}/healthz, metrics ${service.ops.url}/metrics\n`)
     await Promise.race([new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })), service.done])
     log.info('stopping: flushing the cursor')
     await service.destroy()
