@@ -28,7 +28,8 @@ export function coverageLines(run: Coverage, done = 'checked'): string[] {
 }
 
 function nameOf(u: Coverage['unchecked'][number]): string {
-  return u.user === null ? (u.did ?? '?') : u.did === null ? u.user : `${u.user} (${u.did})`
+  const did = u.did === null ? '' : u.handle ? `${u.did} @${u.handle}` : u.did
+  return u.user === null ? did || '?' : u.did === null ? u.user : `${u.user} (${did})`
 }
 
 /** The message without the "DID: kind: " a repo read's error starts with (the line says both already). */

@@ -9,6 +9,8 @@ export interface Unchecked {
   /** `unresolvable`, `unreachable`, `not-found`, `store`, `rate-limited`, ... (`failures.ts`). */
   kind: string
   message: string
+  /** The DID's latest handle, when moodsync has seen one. */
+  handle?: string
 }
 
 /**

@@ -39,4 +39,19 @@ export async function forEachSubject(ctx: ReconcileContext, label: string, subje
   })
   coverage.interrupted = opts.signal?.aborted === true && coverage.checked + coverage.unchecked.length < coverage.total
   progress?.finish(counts())
+  await nameHandles(ctx, coverage.unchecked)
+}
+
+/**
+ * Sets the latest known handle beside each DID, so reports name people and not only DIDs.
+ * Only a courtesy: when MongoDB cannot say (it may be why the run failed), the DIDs stand alone.
+ */
+export async function nameHandles(ctx: Pick<ReconcileContext, 'store' | 'log'>, items: { did: string | null; handle?: string }[]): Promise<void> {
+  const missing = items.filter((i) => i.did !== null && i.handle === undefined).map((i) => i.did!)
+  if (missing.length === 0) return
+  const handles = await ctx.store.identities.handlesOf(missing).catch((err: unknown) => {
+    ctx.log.debug({ err }, 'could not look up handles for the report')
+    return new Map<string, string>()
+  })
+  for (const item of items) if (item.did !== null && item.handle === undefined && handles.has(item.did)) item.handle = handles.get(item.did)!
 }

@@ -1,6 +1,6 @@
 import { addCounts, countsOf, driftOf, emptyCounts, type StatusCounts } from './compare.ts'
 import { emptyCoverage, type Coverage } from './coverage.ts'
-import { forEachSubject, type SubjectRunOptions } from './each-subject.ts'
+import { forEachSubject, nameHandles, type SubjectRunOptions } from './each-subject.ts'
 import { inspect, type ReconcileContext } from './inspect.ts'
 import type { Subject } from '../store/users.ts'
 
@@ -11,6 +11,8 @@ export interface SubjectStatus extends Subject {
   inactive?: string
   /** Duplicate groups, for the operator: which record is kept, which would go. */
   duplicates?: { ref: string; keep: string; drop: string[] }[]
+  /** The DID's handle: the DID document's as just read, else the latest moodsync has seen. */
+  handle?: string
 }
 
 /**
@@ -29,12 +31,14 @@ export interface StatusReport extends Coverage {
 export async function status(ctx: ReconcileContext, subjects: readonly Subject[], opts: SubjectRunOptions = {}): Promise<StatusReport> {
   const report: StatusReport = { ...emptyCoverage(subjects.length), subjects: [], counts: emptyCounts(), drift: 0 }
   await forEachSubject(ctx, 'status', subjects, { concurrency: 4, ...opts }, report, async (subject) => {
-    const { diff, inactive } = await inspect(ctx, subject)
+    const { diff, inactive, snapshot } = await inspect(ctx, subject)
     const counts = countsOf(diff)
-    report.subjects.push({ ...subject, counts, drift: driftOf(counts), ...(inactive ? { inactive } : {}), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
+    const handle = snapshot?.handle === undefined ? {} : { handle: snapshot.handle }
+    report.subjects.push({ ...subject, ...handle, counts, drift: driftOf(counts), ...(inactive ? { inactive } : {}), ...(diff.duplicates.length > 0 ? { duplicates: diff.duplicates } : {}) })
     addCounts(report.counts, counts)
     return diff.inSync + driftOf(counts) + diff.noAccount
   })
+  await nameHandles(ctx, report.subjects)
   report.subjects.sort((a, b) => (a.user ?? a.did ?? '').localeCompare(b.user ?? b.did ?? ''))
   report.drift = driftOf(report.counts)
   return report

@@ -111,6 +111,8 @@ describe('status and the reconcile commands tell the truth', () => {
     expect(report.counts.unmigrated).toBe(await moods().countDocuments({ 'atproto.rkey': { $exists: false }, deleted: { $ne: true } }))
     expect(report.counts.mongoOnly).toBe(await moods().countDocuments({ _id: { $in: goneIds }, deleted: { $ne: true } }))
     expect(report.drift).toBe(report.counts.atprotoOnly + report.counts.unmigrated + report.counts.mongoOnly)
+    // Each repo is named by its handle too, from the DID document just read.
+    expect(report.subjects.filter((s) => s.did !== null).map((s) => [s.did, s.handle]).sort()).toEqual(accounts.map((a) => [a.did, a.handle]).sort())
   })
 
   it('status interrupted after some users exits 130, says how far it got, never "in sync"', async () => {
@@ -182,6 +184,8 @@ describe('status and the reconcile commands tell the truth', () => {
     // Well-formed did:plc identifiers the PLC has never seen.
     const lost = ['a', 'b', 'c'].map((c, i) => ({ user: `auth0|lost${i}`, did: `did:plc:${c.repeat(24)}` }))
     await t.db.collection(COLLECTIONS.users).insertMany(lost.map((l) => ({ _id: l.user as never, atproto: { did: l.did } })))
+    // One of them moodsync saw a handle for (an identity event, before its DID document went away).
+    await t.db.collection(COLLECTIONS.identities).insertOne({ _id: lost[0]!.did as never, handle: 'gone.test', from: 'event', updatedAt: new Date() })
     try {
       const { report, code } = await json<StatusReport>('status', '--concurrency', CONCURRENCY)
       expect(code).toBe(3)
@@ -191,7 +195,9 @@ describe('status and the reconcile commands tell the truth', () => {
       expect(human.code).toBe(3)
       const lines = human.out.split('\n')
       expect(lines[0]).toBe(`INCOMPLETE: ${lost.length} of ${ACCOUNTS + lost.length} users/repos could not be checked (unresolvable: ${lost.length}):`)
-      for (const l of lost) expect(human.out).toContain(`${l.user} (${l.did}): unresolvable:`)
+      expect(human.out).toContain(`${lost[0]!.user} (${lost[0]!.did} @gone.test): unresolvable:`)
+      for (const l of lost.slice(1)) expect(human.out).toContain(`${l.user} (${l.did}): unresolvable:`)
+      expect(report.unchecked.find((u) => u.did === lost[0]!.did)?.handle).toBe('gone.test')
       expect(human.out).not.toMatch(/^in sync/m)
 
       // Drift among the others wins the exit code (1); the headline still says what was not checked.

@@ -43,7 +43,7 @@ function headline(result: StatusReport): string[] {
 }
 
 function humanStatus(result: StatusReport): string {
-  const name = (s: StatusReport['subjects'][number]) => `${s.user ?? s.did ?? '?'}${s.inactive ? ` (${s.inactive})` : ''}`
+  const name = (s: StatusReport['subjects'][number]) => `${s.user ?? s.did ?? '?'}${s.handle ? ` @${s.handle}` : ''}${s.inactive ? ` (${s.inactive})` : ''}`
   const rows = result.subjects.filter((s) => s.drift > 0 || result.subjects.length <= 20).map((s) => [name(s), ...COLUMNS.map(([key]) => s.counts[key])])
   const hidden = result.subjects.length - rows.length
   const lines = [...headline(result), '', table(['user / repo', ...COLUMNS.map(([, label]) => label)], [...rows, ['TOTAL', ...COLUMNS.map(([key]) => result.counts[key])]])]
