@@ -6,7 +6,32 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
-export const run = promisify(execFile)
+const execFileAsync = promisify(execFile)
+
+/** What to install for each program the rig runs, said in one line when it is missing. */
+const INSTALL: Record<string, string> = {
+  go: 'install Go 1.24 or later (https://go.dev/dl/, or apt install golang) and put it on PATH',
+  mvn: 'install Maven and a JDK 17 or later (apt install maven openjdk-17-jdk-headless)',
+  javac: 'install a JDK 17 or later (apt install openjdk-17-jdk-headless)',
+  java: 'install a Java 17 or later runtime (apt install openjdk-17-jre-headless)',
+}
+
+/** A program the rig needs is not installed: its message is the one line to act on. */
+export class MissingToolError extends Error {
+  override name = 'MissingToolError'
+}
+
+/** execFile as a promise; a missing program becomes one line saying what to install. */
+export const run: typeof execFileAsync = (async (file: string, ...rest: unknown[]) => {
+  try {
+    return await (execFileAsync as (file: string, ...args: unknown[]) => Promise<unknown>)(file, ...rest)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && (err as { path?: string }).path === file) {
+      throw new MissingToolError(`the test rig needs \`${file}\`, which is not on PATH: ${INSTALL[file] ?? 'install it'}`)
+    }
+    throw err
+  }
+}) as typeof execFileAsync
 export const ROOT = fileURLToPath(new URL('../', import.meta.url))
 export const RIG = fileURLToPath(new URL('./', import.meta.url))
 

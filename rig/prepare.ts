@@ -7,6 +7,7 @@
 //
 // It imports Node's built-ins only, so it can run before `npm ci`.
 import { parseArgs } from 'node:util'
+import { MissingToolError } from './build-cache.ts'
 import { buildMongoServer, testMongoKind } from './mongo-server.ts'
 import { GO_TOOLS, goTools, type GoTool } from './tools.ts'
 
@@ -20,6 +21,12 @@ export async function prepareRig(log: (line: string) => void, only?: readonly st
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { values } = parseArgs({ options: { only: { type: 'string' } } })
   const started = Date.now()
-  await prepareRig((line) => console.log(line), values.only?.split(',').filter(Boolean))
-  console.log(`rig ready in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  try {
+    await prepareRig((line) => console.log(line), values.only?.split(',').filter(Boolean))
+    console.log(`rig ready in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  } catch (err) {
+    // A missing Go or JDK is one line to act on, not a stack trace.
+    console.error(err instanceof MissingToolError ? `moodsync: ${err.message}` : err)
+    process.exitCode = 1
+  }
 }

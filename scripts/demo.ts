@@ -16,6 +16,8 @@ import { App } from '../src/app/app.ts'
 import { createLogger } from '../src/logger.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../src/store/collections.ts'
+import { MoodsyncError } from '../src/errors.ts'
+import { MissingToolError } from '../rig/build-cache.ts'
 import { GoatClient } from '../rig/goat.ts'
 import { JetstreamDaemon } from '../rig/jetstream.ts'
 import { startMongoServer } from '../rig/mongo-server.ts'
@@ -43,6 +45,13 @@ const say = (line: string) => process.stdout.write(`${line}\n`)
 const stop = new AbortController()
 process.once('SIGINT', () => stop.abort())
 process.once('SIGTERM', () => stop.abort())
+
+// What a newcomer can act on (a missing JDK or Go, a port in use) is one line, not a stack.
+process.setUncaughtExceptionCaptureCallback((err) => {
+  const known = err instanceof MoodsyncError || err instanceof MissingToolError
+  process.stderr.write(known ? `npm start: ${(err as Error).message}\n` : `npm start failed: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})
 
 const teardown: (() => Promise<unknown>)[] = []
 try {

@@ -35,8 +35,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if [ -n "${MOODSYNC_WHILE_INSTALLING:-}" ]; then
     (cd "$root" && eval "$MOODSYNC_WHILE_INSTALLING" >&2) &
   fi
-  echo "moodsync: installing dependencies (npm ci)" >&2
-  (cd "$root" && npm ci --no-audit --no-fund >&2)
+  echo "moodsync: installing dependencies (npm ci; a first run downloads about 400 packages)" >&2
+  # npm ci says nothing for minutes on a cold cache: a line every 20 s says it is still at it.
+  (started=$SECONDS; while sleep 20; do echo "  still installing dependencies: $((SECONDS - started)) s" >&2; done) &
+  ticker=$!
+  status=0
+  (cd "$root" && npm ci --no-audit --no-fund >&2) || status=$?
+  kill "$ticker" 2>/dev/null || true
+  [ "$status" -eq 0 ] || exit "$status"
   echo "$want" >"$stamp"
 fi
 

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { Command, CommandContext } from './command.ts'
 import { backfill } from './commands/backfill.ts'
-import { codegen } from './commands/codegen.ts'
 import { dedupe } from './commands/dedupe.ts'
 import { migrate } from './commands/migrate.ts'
 import { repair } from './commands/repair.ts'
@@ -12,7 +11,7 @@ import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 import { EXIT, exitForError } from './exit-codes.ts'
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup, codegen]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

@@ -49,9 +49,12 @@ export async function forEachSubject(ctx: ReconcileContext, label: string, subje
 export async function nameHandles(ctx: Pick<ReconcileContext, 'store' | 'log'>, items: { did: string | null; handle?: string }[]): Promise<void> {
   const missing = items.filter((i) => i.did !== null && i.handle === undefined).map((i) => i.did!)
   if (missing.length === 0) return
-  const handles = await ctx.store.identities.handlesOf(missing).catch((err: unknown) => {
+  let handles: Map<string, string>
+  try {
+    handles = await ctx.store.identities.handlesOf(missing)
+  } catch (err) {
     ctx.log.debug({ err }, 'could not look up handles for the report')
-    return new Map<string, string>()
-  })
+    return
+  }
   for (const item of items) if (item.did !== null && item.handle === undefined && handles.has(item.did)) item.handle = handles.get(item.did)!
 }

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { MoodsyncError } from '../errors.ts'
+import { ConfigError, MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Registry } from '../metrics.ts'
 
@@ -51,7 +51,11 @@ export class OpsServer implements AsyncDisposable {
       }
     })
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        // The usual first-run trip (another moodsync, or the demo, already listening): one line.
+        if (err.code === 'EADDRINUSE') reject(new ConfigError('MOODSYNC_HTTP_PORT', `${this.#opts.host}:${this.#opts.port} is already in use (another moodsync?): stop what holds it, or choose another port (0 picks a free one)`))
+        else reject(err)
+      })
       server.listen(this.#opts.port, this.#opts.host, () => resolve())
     })
     this.#server = server

@@ -105,6 +105,20 @@ describe('architecture', () => {
     expect(offenders).toEqual([])
   })
 
+  it('depends at run time on exactly what src/ imports (the rest is development only)', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies: Record<string, string> }
+    const imported = new Set<string>()
+    for (const file of files) {
+      // Static imports only: src/codegen loads the (development) lexicon builder lazily.
+      for (const m of readFileSync(file, 'utf8').matchAll(/^(?:import|export)[^'"]*from\s+['"]([^.'"\s][^'"\s]*)['"]/gm)) {
+        const spec = m[1]!
+        if (spec.startsWith('node:')) continue
+        imported.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!)
+      }
+    }
+    expect(Object.keys(pkg.dependencies).sort()).toEqual([...imported].sort())
+  })
+
   it('keeps every writer file under 300 lines', () => {
     const long = files.filter((f) => roomOf(f) === 'writer').filter((f) => readFileSync(f, 'utf8').split('\n').length > 300)
     expect(long.map((f) => relative(SRC, f))).toEqual([])
