@@ -10,10 +10,11 @@ import { repair } from './commands/repair.ts'
 import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
+import { rotateSecret } from './commands/rotate-secret.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup, codegen]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, rotateSecret, setup, codegen]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))
