@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { ObjectId } from 'mongodb'
 import { PdsError, type XrpcClient } from '../atproto/xrpc.ts'
+import { WrongSecretError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import type { MoodDoc } from '../store/collections.ts'
 import type { Claim, OutboxState, OutboxStore } from '../store/outbox.ts'
@@ -168,7 +169,9 @@ export class OutboxEngine {
       const verdict = writeVerdict(err, at.attempts ?? 0)
       if (verdict.retry) {
         await this.#outbox.defer(doc, claim, verdict.delayMs, verdict.reason, verdict.uncertain)
-        this.#parts.log.warn({ id: base.id, did: at.did, attempt: (at.attempts ?? 0) + 1, err }, 'PDS write failed; will retry')
+        // The wrong key is this process's configuration: an operator must see it, loudly.
+        if (err instanceof WrongSecretError) this.#parts.log.error({ id: base.id, did: at.did, err }, 'cannot decrypt the credentials with this MOODSYNC_SECRET; the change waits for a process with the right key')
+        else this.#parts.log.warn({ id: base.id, did: at.did, attempt: (at.attempts ?? 0) + 1, err }, 'PDS write failed; will retry')
         return { ...base, state: 'pending', error: verdict.reason }
       }
       await this.#outbox.fail(doc, claim, verdict.reason)
