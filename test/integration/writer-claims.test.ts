@@ -1,4 +1,4 @@
-import { ObjectId } from 'mongodb'
+import { MongoClient, ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { Database } from '../../src/store/database.ts'
@@ -133,6 +133,38 @@ describe('writer: each change is sent to the PDS once', () => {
     expect(sentNow.filter(([, n]) => n > 1)).toEqual([])
     for (const [rkey, text] of final) expect(counter.sends.get(text === null ? `delete ${rkey}` : `put ${rkey} ${text}`), rkey).toBe(1)
   }, 300_000)
+
+  // The library's own connection dies during its first attempt: nothing after the insert can be
+  // recorded, as when a serverless function is frozen mid-call. Either the write reached the PDS
+  // first (only the note of it is lost) or it never left (its failure cannot be recorded).
+  for (const when of ['after the PDS took the write', 'before the write left'] as const) {
+    it(`MongoDB lost ${when}: the post answers pending, never an error, and the worker finishes it`, async () => {
+      const client = await new MongoClient(t.uri).connect()
+      const text = `stored, then MongoDB went away ${when}`
+      const dying: typeof globalThis.fetch = async (input, init) => {
+        if (!String(input).includes('com.atproto.repo.putRecord')) return counter.fetch(input, init)
+        if (when === 'before the write left') {
+          await client.close(true)
+          throw new TypeError('fetch failed')
+        }
+        const res = await counter.fetch(input, init)
+        await client.close(true)
+        return res
+      }
+      const fragile = new Writer(client.db(t.name), { pdsUrl: network.pdsUrl, secret: SECRET, fetch: dying, claimMs: 1_000 })
+      const res = await fragile.post({ user: users[0]!, text })
+      expect(res).toMatchObject({ state: 'pending', error: expect.any(String) })
+      const key = `put ${res.rkey} ${text}`
+      const sentFirst = when === 'after the PDS took the write' ? 1 : 0
+      expect(counter.sends.get(key) ?? 0).toBe(sentFirst)
+      // Stored, still claimed by the attempt that could not finish: the claim lapses and the
+      // worker sends it (putRecord under the same rkey: never a second record).
+      expect((await moods().findOne({ _id: new ObjectId(res.id) }))?.atproto).toMatchObject({ state: 'pending', claimedBy: expect.any(String) })
+      await waitFor(async () => (await workerWriter.flush()).written === 1, { timeoutMs: 15_000, what: 'the worker to take over the lapsed claim' })
+      expect(counter.sends.get(key)).toBe(sentFirst + 1)
+      expect([...(await repoOf(accounts[0]!)).keys()].filter((rkey) => rkey === res.rkey)).toHaveLength(1)
+    })
+  }
 
   it('a claim left by a sender that died lapses, and the change is then sent once', async () => {
     const store = new Database(t.db).outbox

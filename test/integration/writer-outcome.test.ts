@@ -103,6 +103,18 @@ describe('writer outcomes', () => {
     expect(await right.flush()).toMatchObject({ retried: 0 })
     expect(writes() - before).toBe(1)
     expect(await rkeysOf('cat')).toEqual([posted.rkey])
+
+    // A worker with the wrong key keeps what it cannot send pending, says why, and sends nothing;
+    // a worker with the right key then sends it.
+    const queued = await right.enqueue({ user: cat, text: 'queued for a worker' })
+    expect(await wrong.flush()).toMatchObject({ deferred: 1, written: 0 })
+    const waiting = (await moods().findOne({ _id: new ObjectId(queued.id) }))!.atproto!
+    expect(waiting).toMatchObject({ state: 'pending', error: expect.stringMatching(/cannot be decrypted with MOODSYNC_SECRET/) })
+    expect(waiting.claimedBy).toBeUndefined()
+    expect(writes() - before).toBe(1)
+    expect(logText).toMatch(/"level":50.*cannot decrypt the credentials with this MOODSYNC_SECRET/)
+    expect(await right.flush({ now: new Date(Date.now() + 3_600_000) })).toMatchObject({ written: 1 })
+    expect(new Set(await rkeysOf('cat'))).toEqual(new Set([posted.rkey, queued.rkey]))
   })
 
   it('an unknown user is an error, and nothing is stored', async () => {
