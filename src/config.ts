@@ -16,6 +16,11 @@ export interface Config {
   source: SourceKind
   /** Key material for credentials stored encrypted; absent means plain-text passwords only. */
   secret: string | undefined
+  /**
+   * The key being rotated away from (MOODSYNC_SECRET_PREVIOUS): while set, sealed values open
+   * with either key and are sealed again with `secret` only. Never logged.
+   */
+  previousSecret: string | undefined
   logLevel: LogLevel
   http: { host: string; port: number }
   /** Whether `moodsync ingest` also drains the writer's outbox (retries pending writes). */
@@ -82,6 +87,7 @@ export function parseConfig(env: Env): Config {
     },
     source: oneOf('MOODSYNC_SOURCE', get('MOODSYNC_SOURCE'), ['jetstream', 'firehose', 'tap'] as const),
     secret: secret('MOODSYNC_SECRET', env.MOODSYNC_SECRET),
+    previousSecret: previousSecret(env),
     logLevel: oneOf('LOG_LEVEL', get('LOG_LEVEL').toLowerCase(), LOG_LEVELS),
     http: {
       host: host('MOODSYNC_HTTP_HOST', get('MOODSYNC_HTTP_HOST')),
@@ -142,6 +148,15 @@ function secret(name: string, value: string | undefined): string | undefined {
     throw new ConfigError(name, `must be at least ${MIN_SECRET_LENGTH} characters (got ${value.length})`)
   }
   return value
+}
+
+/** Only meaningful beside a current key: a rotation goes from the previous key to MOODSYNC_SECRET. */
+function previousSecret(env: Env): string | undefined {
+  const previous = secret('MOODSYNC_SECRET_PREVIOUS', env.MOODSYNC_SECRET_PREVIOUS)
+  if (previous !== undefined && (env.MOODSYNC_SECRET === undefined || env.MOODSYNC_SECRET === '')) {
+    throw new ConfigError('MOODSYNC_SECRET_PREVIOUS', 'is set but MOODSYNC_SECRET is not: set the new key in MOODSYNC_SECRET and the old one here')
+  }
+  return previous
 }
 
 function host(name: string, value: string): string {

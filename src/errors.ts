@@ -31,3 +31,16 @@ export class NoCredentialsError extends MoodsyncError {
 export class InactiveAccountError extends MoodsyncError {
   override name = 'InactiveAccountError'
 }
+
+/**
+ * A sealed credential exists but opens with neither MOODSYNC_SECRET nor MOODSYNC_SECRET_PREVIOUS:
+ * this process has the wrong key (or the value was altered). Never names the key or the value.
+ */
+export class WrongSecretError extends MoodsyncError {
+  override name = 'WrongSecretError'
+}
+
+/** The PDS refused to log in as the user (a wrong password, a taken-down account): not retried. */
+export class LoginRefusedError extends MoodsyncError {
+  override name = 'LoginRefusedError'
+}

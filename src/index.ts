@@ -1,7 +1,7 @@
 // The library the platform's functions import. Nothing here reads process.env: callers pass
 // configuration (parseConfig turns an environment into it, once, at their edge).
 export { parseConfig, requireSecret, DEFAULTS, type Config, type Env } from './config.ts'
-export { ConfigError, InactiveAccountError, MoodsyncError, NoCredentialsError, StoreError } from './errors.ts'
+export { ConfigError, InactiveAccountError, LoginRefusedError, MoodsyncError, NoCredentialsError, StoreError, WrongSecretError } from './errors.ts'
 export { createLogger, silentLogger, type Logger } from './logger.ts'
 export { MOOD_NSID, moodCollection, parseMood, toRecord, type Mood, type MoodParse } from './sync/mood.ts'
 export type { AnyCollection, CollectionDefinition, Parsed, RecordDelete, RecordWrite, RepoCommit } from './sync/collection.ts'
@@ -19,7 +19,8 @@ export { ensureIndexes } from './store/indexes.ts'
 export { fillDids, migrateStorage, type FillDidsResult } from './store/migrations.ts'
 export { COLLECTIONS, type MoodDoc, type MoodFields, type RecordDoc, type AtprotoState, type UserDoc } from './store/collections.ts'
 export { UnknownUserError, type Subject } from './store/users.ts'
-export { Writer, InvalidMoodError, StaleEditError, NotFoundError, type WriterOptions, type WriteResult, type FlushResult } from './writer/writer.ts'
+export { Writer, InvalidMoodError, StaleEditError, NotFoundError, type WriterOptions, type WriteResult, type FlushResult, type DeletePlan, type ForgetPlan } from './writer/writer.ts'
+export { rotateSecret, type RotationReport } from './writer/rotation.ts'
 export { RateBudget, WRITE_COST } from './writer/budget.ts'
 export { RetryWorker } from './writer/worker.ts'
 export { CredentialStore } from './writer/credentials.ts'

@@ -62,7 +62,7 @@ export class App implements AsyncDisposable {
 
   /** Built on first use: its key derivation (scrypt, with MOODSYNC_SECRET) is start-up work only writers need. */
   get writer(): Writer {
-    this.#writer ??= createWriter(this.store, { pdsUrl: this.config.pdsUrl, secret: this.config.secret, log: this.log, fetch: this.#fetch })
+    this.#writer ??= createWriter(this.store, { pdsUrl: this.config.pdsUrl, secret: this.config.secret, previousSecret: this.config.previousSecret, log: this.log, fetch: this.#fetch })
     return this.#writer
   }
 

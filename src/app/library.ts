@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import type { Db } from 'mongodb'
 import { Database } from '../store/database.ts'
 import type { Writer, WriterOptions, WriteResult } from '../writer/writer.ts'
@@ -14,13 +15,22 @@ const writers = new WeakMap<Db, Map<string, Writer>>()
 function writerFor(db: Db, opts: WriterOptions): Writer {
   const perDb = writers.get(db) ?? new Map<string, Writer>()
   writers.set(db, perDb)
-  const key = `${opts.pdsUrl}\u0000${opts.secret === undefined ? '' : 'sealed'}`
+  const key = `${opts.pdsUrl}\u0000${keysOf(opts)}`
   let writer = perDb.get(key)
   if (!writer) {
     writer = createWriter(new Database(db), opts)
     perDb.set(key, writer)
   }
   return writer
+}
+
+/**
+ * Which keys a Writer was built with, as a digest (never the keys themselves): a function given
+ * new keys during a rotation gets a Writer that reads with them, not the one built before.
+ */
+function keysOf(opts: WriterOptions): string {
+  if (opts.secret === undefined) return ''
+  return createHash('sha256').update(`${opts.secret}\u0000${opts.previousSecret ?? ''}`).digest('base64url')
 }
 
 export function postMood(db: Db, opts: WriterOptions, input: { user: string; text: string; when?: Date }): Promise<WriteResult> {

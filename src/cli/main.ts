@@ -7,11 +7,12 @@ import { repair } from './commands/repair.ts'
 import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
+import { rotateSecret } from './commands/rotate-secret.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 import { EXIT, exitForError } from './exit-codes.ts'
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, setup]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, rotateSecret, setup]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

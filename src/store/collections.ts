@@ -51,6 +51,14 @@ export interface AtprotoState {
   /** A write whose answer was lost: it may have been committed; check before writing again. */
   uncertain?: true
   writtenAt?: Date
+  /**
+   * A sender's claim on the pending change: who holds it (a token unique to one claim) and until
+   * when. A change is sent only by the holder of a live claim, so the writer's immediate attempt
+   * and the retry worker (or two workers) never both send it; a claim left by a process that
+   * died lapses at `claimedUntil` and the change is sent again.
+   */
+  claimedBy?: string
+  claimedUntil?: Date
 }
 
 /**

@@ -21,6 +21,19 @@ export class CredentialRecords {
     await this.#sealed.updateOne({ _id: user }, { $set: { did, password: sealedPassword, updatedAt: new Date() } }, { upsert: true })
   }
 
+  /** Every sealed password, as stored (for re-sealing under a new key). */
+  async *allSealed(): AsyncGenerator<{ user: string; password: string }> {
+    for await (const doc of this.#sealed.find({}, { projection: { password: 1 } }).sort({ _id: 1 })) yield { user: doc._id, password: doc.password }
+  }
+
+  /**
+   * Replaces one sealed password with the same password sealed under another key, only if it is
+   * still the value read: a writer sealing a new password meanwhile is never overwritten.
+   */
+  async resealIf(user: string, from: string, to: string): Promise<boolean> {
+    return (await this.#sealed.updateOne({ _id: user, password: from }, { $set: { password: to, updatedAt: new Date() } })).matchedCount === 1
+  }
+
   /** The plain-text password the platform stores today, with its DID. */
   async plain(user: string): Promise<{ did: string; password: string } | null> {
     const doc = await this.#users.findOne({ _id: user }, { projection: { atproto: 1 } })

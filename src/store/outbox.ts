@@ -20,8 +20,17 @@ export interface OutboxStats {
   unconfirmed: number
 }
 
+/** A sender's hold on one pending change (`atproto.claimedBy`, `atproto.claimedUntil`). */
+export interface Claim {
+  /** Unique to this one claim, so only its holder can renew or release it. */
+  token: string
+  /** When it lapses if its holder never finishes (a crash): the change is then sent again. */
+  until: Date
+}
+
+const CLAIM_FIELDS = { 'atproto.claimedBy': '', 'atproto.claimedUntil': '' } as const
 /** The writer's retry bookkeeping, dropped once a change is written. */
-const RETRY_FIELDS = { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.uncertain': '', 'atproto.swap': '', 'atproto.attempts': '' } as const
+const RETRY_FIELDS = { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.uncertain': '', 'atproto.swap': '', 'atproto.attempts': '', ...CLAIM_FIELDS } as const
 
 /**
  * The writer's outbox: moods whose change (`atproto.state: pending`) is still to be written to
@@ -34,7 +43,7 @@ export class OutboxStore {
     this.#moods = db.collection<MoodDoc>(COLLECTIONS.moods)
   }
 
-  /** A new mood, MongoDB first: from here on it cannot be lost. */
+  /** A new mood, MongoDB first: from here on it cannot be lost (inserted claimed when it is sent at once). */
   async insert(doc: MoodDoc): Promise<void> {
     await this.#moods.insertOne(doc)
   }
@@ -104,13 +113,49 @@ export class OutboxStore {
     return res.modifiedCount
   }
 
-  /** Pending changes due by `now` (one user's, when given), the longest waiting first. */
+  /**
+   * Pending changes due by `now` (one user's, when given) that no live claim holds, the longest
+   * waiting first. Candidates only: a sender claims each one before sending it. Claims are judged
+   * on this process's clock, never on `now` (which callers move forward to make backoff due).
+   */
   async due(opts: { now: Date; limit: number; user?: string }): Promise<MoodDoc[]> {
     return this.#moods
-      .find({ 'atproto.state': 'pending', ...(opts.user === undefined ? {} : { user: opts.user }), $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: opts.now } }] })
+      .find({
+        'atproto.state': 'pending',
+        ...(opts.user === undefined ? {} : { user: opts.user }),
+        $and: [{ $or: [{ 'atproto.nextAttemptAt': { $exists: false } }, { 'atproto.nextAttemptAt': { $lte: opts.now } }] }, claimable(new Date())],
+      })
       .sort({ 'atproto.nextAttemptAt': 1, _id: 1 })
       .limit(opts.limit)
       .toArray()
+  }
+
+  /**
+   * Takes the pending change for sending, atomically: null when it is not pending or another
+   * sender's claim on it is live. Returns the document as claimed: the version to send.
+   */
+  async claim(_id: ObjectId, claim: Claim): Promise<MoodDoc | null> {
+    return this.#moods.findOneAndUpdate({ _id, 'atproto.state': 'pending', ...claimable(new Date()) }, { $set: claimFields(claim) }, { returnDocument: 'after' })
+  }
+
+  /** Claims as many of these as are free (one claim for all), and returns those, as claimed. */
+  async claimMany(ids: readonly ObjectId[], claim: Claim): Promise<MoodDoc[]> {
+    if (ids.length === 0) return []
+    await this.#moods.updateMany({ _id: { $in: [...ids] }, 'atproto.state': 'pending', ...claimable(new Date()) }, { $set: claimFields(claim) })
+    return this.#moods.find({ _id: { $in: [...ids] }, 'atproto.claimedBy': claim.token }).sort({ _id: 1 }).toArray()
+  }
+
+  /**
+   * The holder keeps its claim for a change queued while it was sending the previous one (an
+   * edit, a delete): the document as it is now, or null when nothing is pending any more.
+   */
+  async renew(_id: ObjectId, claim: Claim): Promise<MoodDoc | null> {
+    return this.#moods.findOneAndUpdate({ _id, 'atproto.state': 'pending', 'atproto.claimedBy': claim.token }, { $set: { 'atproto.claimedUntil': claim.until } }, { returnDocument: 'after' })
+  }
+
+  /** The holder lets go: the change (if still pending) is anyone's to send. */
+  async release(_id: ObjectId, claim: Claim): Promise<void> {
+    await this.#moods.updateOne({ _id, 'atproto.claimedBy': claim.token }, { $unset: CLAIM_FIELDS })
   }
 
   /**
@@ -129,24 +174,39 @@ export class OutboxStore {
     return new Set(marked.map((d) => d._id.toHexString()))
   }
 
-  /** Not now: try again after `delayMs`; `uncertain` when the answer was lost (it may be written). */
-  async defer(doc: MoodDoc, delayMs: number, reason: string, uncertain: boolean): Promise<void> {
-    await this.#moods.updateOne(stillPending(doc), {
+  /**
+   * Not now: try again after `delayMs`; `uncertain` when the answer was lost (it may be written).
+   * Recorded only by the claim's holder and for the version it sent; either way the claim ends,
+   * so a change queued meanwhile is due at once.
+   */
+  async defer(doc: MoodDoc, claim: Claim, delayMs: number, reason: string, uncertain: boolean): Promise<void> {
+    const res = await this.#moods.updateOne(heldPending(doc, claim), {
       $set: { 'atproto.nextAttemptAt': new Date(Date.now() + Math.max(0, delayMs)), 'atproto.error': reason, ...(uncertain ? { 'atproto.uncertain': true as const } : {}) },
       $inc: { 'atproto.attempts': 1 },
+      $unset: CLAIM_FIELDS,
     })
+    if (res.matchedCount === 0) await this.release(doc._id, claim)
   }
 
-  /** Refused for good: kept, marked failed with the reason, never retried by itself. */
-  async fail(doc: MoodDoc, reason: string): Promise<void> {
-    await this.#moods.updateOne(stillPending(doc), { $set: { 'atproto.state': 'failed', 'atproto.error': reason }, $unset: { 'atproto.nextAttemptAt': '' } })
+  /** Refused for good: kept, marked failed with the reason, never retried by itself. Ends the claim. */
+  async fail(doc: MoodDoc, claim: Claim, reason: string): Promise<void> {
+    const res = await this.#moods.updateOne(heldPending(doc, claim), { $set: { 'atproto.state': 'failed', 'atproto.error': reason }, $unset: { 'atproto.nextAttemptAt': '', ...CLAIM_FIELDS } })
+    if (res.matchedCount === 0) await this.release(doc._id, claim)
   }
 
-  /** Milliseconds until the next pending change is due, or undefined when none is pending. */
+  /**
+   * Milliseconds until the next pending change is due, or undefined when none is pending. A
+   * claimed change is due when its claim lapses (its holder normally settles it long before).
+   */
   async nextDueInMs(): Promise<number | undefined> {
-    const next = await this.#moods.find({ 'atproto.state': 'pending' }, { projection: { 'atproto.nextAttemptAt': 1 } }).sort({ 'atproto.nextAttemptAt': 1 }).limit(1).next()
-    if (!next) return undefined
-    return Math.max(0, (next.atproto?.nextAttemptAt?.getTime() ?? 0) - Date.now())
+    const now = new Date()
+    const [free, held] = await Promise.all([
+      this.#moods.find({ 'atproto.state': 'pending', ...claimable(now) }, { projection: { 'atproto.nextAttemptAt': 1 } }).sort({ 'atproto.nextAttemptAt': 1 }).limit(1).next(),
+      this.#moods.find({ 'atproto.state': 'pending', 'atproto.claimedUntil': { $gt: now } }, { projection: { 'atproto.nextAttemptAt': 1, 'atproto.claimedUntil': 1 } }).sort({ 'atproto.claimedUntil': 1 }).limit(1).next(),
+    ])
+    const dueAt = [free && (free.atproto?.nextAttemptAt?.getTime() ?? 0), held && Math.max(held.atproto?.nextAttemptAt?.getTime() ?? 0, held.atproto!.claimedUntil!.getTime())].filter((t): t is number => typeof t === 'number')
+    if (dueAt.length === 0) return undefined
+    return Math.max(0, Math.min(...dueAt) - now.getTime())
   }
 
   /** The outbox at a glance, for metrics: what waits, what failed, what the network never echoed. */
@@ -169,6 +229,11 @@ export class OutboxStore {
     await this.#moods.updateMany({ ...ownedBy(user, did), deleted: { $ne: true } }, { $set: { deleted: true } })
   }
 
+  /** What erasure would remove: every document of the user (or of the DID). */
+  async countAllOf(user: string, did: string | null): Promise<number> {
+    return this.#moods.countDocuments(ownedBy(user, did))
+  }
+
   /** Erasure, last step: the documents themselves go. */
   async removeAllOf(user: string, did: string | null): Promise<number> {
     return (await this.#moods.deleteMany(ownedBy(user, did))).deletedCount
@@ -179,9 +244,22 @@ function unlinked(_id: ObjectId): Filter<MoodDoc> {
   return { _id, 'atproto.rkey': { $exists: false }, deleted: { $ne: true } }
 }
 
-/** Guarded on the change still pending at its version: an echo may have confirmed it meanwhile. */
-function stillPending(doc: MoodDoc): Filter<MoodDoc> {
-  return { _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto?.version }
+/**
+ * Guarded on the change still pending at the version sent and on the claim still ours: an echo
+ * may have confirmed it meanwhile, an edit made it newer, or (after our claim lapsed) another
+ * sender taken it over and its outcome is the one to record.
+ */
+function heldPending(doc: MoodDoc, claim: Claim): Filter<MoodDoc> {
+  return { _id: doc._id, 'atproto.state': 'pending', 'atproto.version': doc.atproto?.version, 'atproto.claimedBy': claim.token }
+}
+
+/** Not claimed, or the claim lapsed (its holder died or overran): anyone may take it. */
+function claimable(now: Date): Filter<MoodDoc> {
+  return { $or: [{ 'atproto.claimedUntil': { $exists: false } }, { 'atproto.claimedUntil': { $lte: now } }] }
+}
+
+function claimFields(claim: Claim) {
+  return { 'atproto.claimedBy': claim.token, 'atproto.claimedUntil': claim.until }
 }
 
 function ownedBy(user: string, did: string | null): Filter<MoodDoc> {

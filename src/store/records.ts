@@ -296,7 +296,7 @@ function guard(doc: RecordDoc<object>): Filter<Document> {
 
 const CONFIRMED = { 'atproto.state': 'confirmed' as const }
 /** The writer's retry bookkeeping, dropped once the network shows the record. */
-const OUTBOX_FIELDS = { 'atproto.op': '', 'atproto.swap': '', 'atproto.attempts': '', 'atproto.nextAttemptAt': '', 'atproto.error': '', 'atproto.uncertain': '' } as const
+const OUTBOX_FIELDS = { 'atproto.op': '', 'atproto.swap': '', 'atproto.attempts': '', 'atproto.nextAttemptAt': '', 'atproto.error': '', 'atproto.uncertain': '', 'atproto.claimedBy': '', 'atproto.claimedUntil': '' } as const
 
 /**
  * The network shows a change of ours: the record with the CID the writer computed, or the

@@ -1,4 +1,4 @@
-import { MoodsyncError } from '../errors.ts'
+import { MoodsyncError, WrongSecretError } from '../errors.ts'
 import type { Database } from '../store/database.ts'
 import type { SecretBox } from './secret-box.ts'
 
@@ -21,10 +21,14 @@ export class CredentialStore {
     this.#box = box
   }
 
+  /**
+   * A sealed password that no key of ours opens is an error (WrongSecretError), not a reason
+   * to fall back to the plain-text copy: a wrong key must be noticed where it is configured.
+   */
   async get(user: string): Promise<Credential | null> {
     if (this.#box) {
       const sealed = await this.#store.credentials.sealed(user)
-      if (sealed) return { did: sealed.did, password: this.#box.open(sealed.password) }
+      if (sealed) return { did: sealed.did, password: this.#open(user, sealed.password) }
     }
     return this.#store.credentials.plain(user)
   }
@@ -43,7 +47,7 @@ export class CredentialStore {
         continue
       }
       const existing = await this.#store.credentials.sealed(user)
-      if (existing && existing.did === did && this.#box.open(existing.password) === password) {
+      if (existing && existing.did === did && this.#open(user, existing.password) === password) {
         result.unchanged++
         continue
       }
@@ -51,5 +55,13 @@ export class CredentialStore {
       result.sealed++
     }
     return result
+  }
+
+  #open(user: string, sealed: string): string {
+    try {
+      return this.#box!.open(sealed)
+    } catch (err) {
+      throw new WrongSecretError(`the stored ATProto password of ${user} cannot be decrypted with MOODSYNC_SECRET (nor MOODSYNC_SECRET_PREVIOUS): this process has a different key than the one that sealed it`, { cause: err })
+    }
   }
 }

@@ -3,6 +3,7 @@ import type { Database } from '../store/database.ts'
 import { MOOD_NSID } from '../sync/mood.ts'
 import { WRITE_COST } from './budget.ts'
 import type { WriterParts } from './outbox.ts'
+import type { ForgetPlan } from './plans.ts'
 import { MAX_WRITES } from './records.ts'
 
 /**
@@ -25,6 +26,9 @@ export class Erasure {
    */
   async forget(input: { user: string }): Promise<{ recordsDeleted: number; documentsDeleted: number }> {
     const did = (await this.#store.users.didOf(input.user)) ?? null
+    // Before the first change: a wrong key, missing credentials or a refused login stop the
+    // erasure here, not halfway with the moods hidden and the records still in the repo.
+    if (did) await this.#parts.sessions.prepare(input.user)
     // Written first: the indexer then drops late echoes of anything older than this moment.
     if (did) await this.#store.forgotten.mark(did, input.user, Date.now() * 1000)
     await this.#store.outbox.hideAllOf(input.user, did)
@@ -33,6 +37,13 @@ export class Erasure {
     const documentsDeleted = await this.#store.outbox.removeAllOf(input.user, did)
     this.#parts.log.info({ user: input.user, recordsDeleted, documentsDeleted }, 'forgot a user')
     return { recordsDeleted, documentsDeleted }
+  }
+
+  /** What `forget` would erase, read from both sides; changes nothing. */
+  async plan(input: { user: string }): Promise<ForgetPlan> {
+    const did = (await this.#store.users.didOf(input.user)) ?? null
+    const records = did ? (await this.#listRkeys(did)).length : 0
+    return { user: input.user, did, records, documents: await this.#store.outbox.countAllOf(input.user, did) }
   }
 
   /**

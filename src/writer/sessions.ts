@@ -46,6 +46,16 @@ export class SessionManager {
     this.#log = opts.log ?? silentLogger
   }
 
+  /**
+   * Makes sure `user` can be written as, before anything is stored: a live session in memory, a
+   * sealed one that opens, or else a login with the stored password (one the write needs anyway).
+   * Throws NoCredentialsError or WrongSecretError when no retry can help, and the PDS's own
+   * PdsError for a login it refused or could not answer; the caller judges which is which.
+   */
+  async prepare(user: string): Promise<void> {
+    await this.#session(user)
+  }
+
   /** Calls `method` as `user`, refreshing or re-creating the session once if it has expired. */
   async call<T>(user: string, method: string, opts: { body?: unknown; query?: Record<string, string> } = {}): Promise<T> {
     let session = await this.#session(user)

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream'
 import { ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { NoCredentialsError } from '../../src/errors.ts'
 import { createLogger } from '../../src/logger.ts'
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
@@ -196,7 +197,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     expect((await record(alice, posted.rkey))?.value).toMatchObject({ mood: 'from the terminal' })
     out = ''
     expect(await main(['delete', '--user', 'auth0|alice', posted.rkey], { stdout, stderr: stdout, env })).toBe(0)
-    expect(out).toMatch(new RegExp(`^deleted ${posted.id}: (written|confirmed)`))
+    expect(out).toMatch(new RegExp(`^deleted ${posted.id} \\(rkey ${posted.rkey}\\): (written|confirmed)`))
     expect(await record(alice, posted.rkey)).toBeUndefined()
     out = ''
     expect(await main(['post', '--user', 'auth0|alice'], { stdout, stderr: stdout, env })).toBe(2)
@@ -226,12 +227,11 @@ describe('writer: MongoDB first, then the PDS', () => {
     const fresh = new Writer(t.db, { pdsUrl: proxy.url, secret: SECRET, log })
     expect(DONE).toContain((await fresh.post({ user: 'auth0|alice', text: 'after sealing' })).state)
     expect(fresh.sessions.logins).toBe(1)
-    // Without the secret there is no password to use: the mood is kept and marked failed, not lost.
+    // Without the secret there is no password to use: the post fails before anything is stored.
     await t.db.collection(COLLECTIONS.sessions).deleteMany({})
     const noSecret = new Writer(t.db, { pdsUrl: proxy.url, log })
-    const res = await noSecret.post({ user: 'auth0|alice', text: 'no key' })
-    expect(res.state).toBe('failed')
-    expect(await moods().findOne({ _id: new ObjectId(res.id) })).toMatchObject({ mood: 'no key', atproto: { state: 'failed' } })
+    await expect(noSecret.post({ user: 'auth0|alice', text: 'no key' })).rejects.toBeInstanceOf(NoCredentialsError)
+    expect(await moods().countDocuments({ mood: 'no key' })).toBe(0)
   })
 
   it('bulk: queued moods go through applyWrites, batched by count and by body size', async () => {
