@@ -122,7 +122,8 @@ describe('writer outcomes', () => {
     await expect(writer.post({ user: 'auth0|nobody-at-all', text: 'hello?' })).rejects.toBeInstanceOf(UnknownUserError)
     await expect(writer.enqueue({ user: 'auth0|nobody-at-all', text: 'hello?' })).rejects.toBeInstanceOf(UnknownUserError)
     const res = await cli(['post', '--user', 'auth0|nobody-at-all', 'hello?'], { MOODSYNC_SECRET: SECRET })
-    expect(res.code).toBe(1)
+    // A --user the platform does not know is bad usage for every command (the exit-code table).
+    expect(res.code).toBe(2)
     expect(res.err).toMatch(/no platform user "auth0\|nobody-at-all"/)
     expect(await moods().countDocuments({ user: 'auth0|nobody-at-all' })).toBe(0)
   })
