@@ -45,6 +45,17 @@ function churn(accounts: readonly TestAccount[]) {
   }
 }
 
+/** A database of its own reached through a TCP proxy in front of the test server: one that can be cut or frozen. */
+async function behindProxy(suffix: string, params: Record<string, string> = {}) {
+  const mongo = new URL(t.uri)
+  const proxy = await TcpProxy.start({ host: mongo.hostname, port: Number(mongo.port || 27017) })
+  const proxied = new URL(t.uri)
+  proxied.port = String(proxy.port)
+  proxied.searchParams.set('directConnection', 'true')
+  for (const [k, v] of Object.entries(params)) proxied.searchParams.set(k, v)
+  return { proxy, db: { ...t, uri: proxied.toString(), name: `${t.name}_${suffix}` } }
+}
+
 describe('ingest resilience', () => {
   let network: TestNetwork
   let accounts: TestAccount[]
@@ -97,13 +108,7 @@ describe('ingest resilience', () => {
   })
 
   it('MongoDB stopped and restarted mid-stream: it converges, and the cursor never passes an unapplied event', async () => {
-    const mongo = new URL(t.uri)
-    const proxy = await TcpProxy.start({ host: mongo.hostname, port: Number(mongo.port || 27017) })
-    const proxied = new URL(t.uri)
-    proxied.port = String(proxy.port)
-    proxied.searchParams.set('directConnection', 'true')
-    proxied.searchParams.set('serverSelectionTimeoutMS', '2000')
-    const db = { ...t, uri: proxied.toString(), name: `${t.name}_outage` }
+    const { proxy, db } = await behindProxy('outage', { serverSelectionTimeoutMS: '2000' })
     await t.client.db(db.name).collection(COLLECTIONS.cursors).insertOne({ _id: 'firehose' as never, cursor: 0, instance: network.firehoseUrl, updatedAt: new Date() })
     const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
     const state = service.indexer.state
@@ -140,13 +145,9 @@ describe('ingest resilience', () => {
     }
     expect(violations).toEqual([])
   })
+
   it('MongoDB that hangs (answers nothing) is reported like one that refuses, within the same limit; shutdown does not wait on it', async () => {
-    const mongo = new URL(t.uri)
-    const proxy = await TcpProxy.start({ host: mongo.hostname, port: Number(mongo.port || 27017) })
-    const proxied = new URL(t.uri)
-    proxied.port = String(proxy.port)
-    proxied.searchParams.set('directConnection', 'true')
-    const db = { ...t, uri: proxied.toString(), name: `${t.name}_hung` }
+    const { proxy, db } = await behindProxy('hung')
     const LIMIT_S = 1
     const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl, MOODSYNC_MAX_DISCONNECTED_SECONDS: String(LIMIT_S) })
     const get = async (path: string) => {
