@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p .cache
 
-echo "== codegen --check (src/lexicon/ is what lexicons/ generates)"
-node scripts/codegen.ts --check
+echo "== moodsync codegen --check"
+node bin/moodsync.js codegen --check
 
 echo "== typecheck (tsc)"
 tsc -p tsconfig.json

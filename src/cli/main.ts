@@ -6,13 +6,27 @@ import { migrate } from './commands/migrate.ts'
 import { repair } from './commands/repair.ts'
 import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
+import { codegen } from './commands/codegen.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
 import { rotateSecret } from './commands/rotate-secret.ts'
 import { setup } from './commands/setup.ts'
 import { loadEnv } from './dotenv.ts'
 import { EXIT, exitForError } from './exit-codes.ts'
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, rotateSecret, setup]
+/**
+ * Whether the development tools are installed (a checkout, not the installed package): codegen
+ * needs the lexicon builder, a dev dependency, so only there is it listed, and only there does it run.
+ */
+export function hasDevTools(): boolean {
+  try {
+    import.meta.resolve('@atproto/lex-builder')
+    return true
+  } catch {
+    return false
+  }
+}
+
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, rotateSecret, setup, ...(hasDevTools() ? [codegen] : [])]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { codegen } from '../../scripts/codegen.ts'
+import { main } from '../../src/cli/main.ts'
 import { findStale, generate } from '../../src/codegen/codegen.ts'
 
 function sink() {
@@ -23,10 +23,10 @@ describe('codegen', () => {
   })
   afterAll(() => rm(dir, { recursive: true, force: true }))
 
-  it('the committed src/lexicon is up to date (codegen --check exits 0)', async () => {
+  it('the committed src/lexicon is up to date (moodsync codegen --check exits 0)', async () => {
     expect(await findStale({ lexicons: 'lexicons', out: 'src/lexicon' })).toEqual([])
     const out = sink()
-    expect(await codegen(['--check'], { stdout: out.stream, stderr: sink().stream })).toBe(0)
+    expect(await main(['codegen', '--check'], { stdout: out.stream, env: {} })).toBe(0)
     expect(out.text()).toMatch(/up to date/)
   })
 
@@ -45,9 +45,9 @@ describe('codegen', () => {
     expect(await findStale(paths)).toEqual(['computer/aesthetic/mood.defs.ts'])
     const out = sink()
     const err = sink()
-    const code = await codegen(['--check', '--lexicons', paths.lexicons, '--out', paths.out], { stdout: out.stream, stderr: err.stream })
+    const code = await main(['codegen', '--check', '--lexicons', paths.lexicons, '--out', paths.out], { stdout: out.stream, stderr: err.stream, env: {} })
     expect(code).toBe(1)
-    expect(err.text()).toMatch(/stale \(computer\/aesthetic\/mood\.defs\.ts\).*run "npm run codegen"/)
+    expect(err.text()).toMatch(/stale \(computer\/aesthetic\/mood\.defs\.ts\).*run "moodsync codegen"/)
 
     await generate(paths)
     expect(await findStale(paths)).toEqual([])
