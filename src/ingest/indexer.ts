@@ -97,6 +97,7 @@ export class Indexer {
     this.#log = (opts.log ?? silentLogger).child({ component: 'indexer' })
     this.metrics = opts.metrics ?? createIngestMetrics()
     this.metrics.live.lagSeconds = () => lagSeconds(this.state)
+    this.metrics.live.connected = () => (opts.source.stats.connected ? 1 : 0)
     this.#collections = new Map((opts.collections ?? [moodCollection]).map((def) => [def.nsid, def]))
   }
 
@@ -128,7 +129,6 @@ export class Indexer {
         }
         source.acknowledge?.(batch)
         this.#opts.onApplied?.(batch, cursor)
-        this.metrics.connected.set(source.stats.connected ? 1 : 0)
         this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)
         reconnectsSeen = source.stats.reconnects
         // Now if the last save is old enough, else soon: a lone event (a quiet stream) must not

@@ -2,8 +2,8 @@ import { counter, gauge, histogram, Registry } from '../metrics.ts'
 
 /** The indexer's metrics, named once so tests and dashboards agree. */
 export function createIngestMetrics(registry = new Registry()) {
-  // Set by the indexer that reports through these: lag is computed at each scrape.
-  const live: { lagSeconds?: () => number } = {}
+  // Set by the indexer that reports through these: lag and the connection are read at each scrape.
+  const live: { lagSeconds?: () => number; connected?: () => number } = {}
   return {
     registry,
     live,
@@ -16,7 +16,7 @@ export function createIngestMetrics(registry = new Registry()) {
     reconnects: counter(registry, 'moodsync_reconnects_total', 'Source reconnections'),
     storeErrors: counter(registry, 'moodsync_store_errors_total', 'Batches that failed to apply and were retried'),
     lag: gauge(registry, 'moodsync_lag_seconds', 'Seconds the indexer is behind the network now (grows while the line is dead, not while it is quiet)', [], () => live.lagSeconds?.()),
-    connected: gauge(registry, 'moodsync_connected', '1 while the source is connected'),
+    connected: gauge(registry, 'moodsync_connected', '1 while the source is connected', [], () => live.connected?.()),
     cursor: gauge(registry, 'moodsync_cursor', 'Last saved cursor'),
     batchSize: histogram(registry, 'moodsync_batch_size', 'Events per applied batch', [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]),
     applySeconds: histogram(registry, 'moodsync_apply_seconds', 'Time to apply one batch to MongoDB', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]),
