@@ -25,6 +25,13 @@ if ! command -v node >/dev/null 2>&1 || [ "$(node_major node)" -lt 22 ]; then
   export npm_config_nodedir="$pkg"
 fi
 
+# Native addons (better-sqlite3) must build against the Node that will load them, whichever
+# Node 22 this is (ours, or one already first on PATH), never headers found elsewhere.
+if [ -z "${npm_config_nodedir:-}" ]; then
+  prefix="$(cd "$(dirname "$(command -v node)")/.." && pwd)"
+  if [ -f "$prefix/include/node/node.h" ]; then export npm_config_nodedir="$prefix"; fi
+fi
+
 # Install dependencies when the lockfile changed since the last install.
 stamp="$root/node_modules/.moodsync-lock"
 want="$(node -p "require('node:crypto').createHash('sha256').update(require('node:fs').readFileSync('$root/package-lock.json')).digest('hex')+' '+process.version")"
