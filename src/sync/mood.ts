@@ -8,8 +8,8 @@ export const MOOD_NSID = lexMood.$nsid
 export interface Mood {
   mood: string
   when: Date
-  /** The MongoDB document id this mood came from; absent for moods posted elsewhere. */
-  ref?: string
+  /** The MongoDB document id this mood came from (required by the published schema; another client puts what it likes). */
+  ref: string
 }
 
 export type MoodParse = Parsed<Mood>
@@ -42,16 +42,12 @@ export function parseMood(input: unknown): MoodParse {
   if (Number.isNaN(when.getTime())) {
     return { ok: false, reason: `when is not a representable date (got ${JSON.stringify(result.value.when)})` }
   }
-  const mood: Mood = { mood: result.value.mood, when }
-  if (result.value.ref !== undefined) mood.ref = result.value.ref
-  return { ok: true, value: mood }
+  return { ok: true, value: { mood: result.value.mood, when, ref: result.value.ref } }
 }
 
 /** The record the writer sends: `ref`, never `mongoId`, and `when` with a timezone. */
 export function toRecord(mood: Mood): lexMood.Main {
-  const record: lexMood.Main = { $type: MOOD_NSID, mood: mood.mood, when: mood.when.toISOString() as lexMood.Main['when'] }
-  if (mood.ref !== undefined) record.ref = mood.ref
-  return record
+  return { $type: MOOD_NSID, mood: mood.mood, when: mood.when.toISOString() as lexMood.Main['when'], ref: mood.ref }
 }
 
 function describe(value: unknown): string {
