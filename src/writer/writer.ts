@@ -13,7 +13,7 @@ import { CredentialStore } from './credentials.ts'
 import { Erasure } from './erasure.ts'
 import { OutboxEngine, type FlushResult, type WriteResult } from './outbox.ts'
 import { deletePlan, type DeletePlan, type ForgetPlan } from './plans.ts'
-import { NotFoundError, recordCid, StaleEditError, validate } from './records.ts'
+import { InvalidMoodError, NotFoundError, recordCid, StaleEditError, validate } from './records.ts'
 import { SecretBox } from './secret-box.ts'
 import { SessionManager } from './sessions.ts'
 import { writeVerdict } from './verdict.ts'
@@ -221,7 +221,8 @@ export class Writer {
       try {
         mood = validate({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
       } catch (err) {
-        await this.#store.outbox.refuseUnlinked(doc._id, (err as Error).message)
+        if (!(err instanceof InvalidMoodError)) throw err
+        await this.#store.outbox.refuseUnlinked(doc._id, err.message, err.kind)
         result.invalid++
         continue
       }
