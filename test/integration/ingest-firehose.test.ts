@@ -4,7 +4,7 @@ import { COLLECTIONS, type MoodDoc, type QuarantineDoc } from '../../src/store/c
 import type { IngestService } from '../../src/app/service.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
 import { valueOf } from '../../src/metrics.ts'
@@ -39,7 +39,7 @@ describe('ingest from the relay firehose', () => {
   })
 
   const post = async (who: TestAccount, mood: string) => {
-    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
+    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, ref: clientRef(), when: new Date().toISOString() } })
     return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
   }
 
@@ -49,7 +49,7 @@ describe('ingest from the relay firehose', () => {
     expect(doc).toMatchObject({ user: 'auth0|alice', mood: 'made on the PDS', atproto: { did: alice.did, rkey, cid } })
     expect(doc.deleted).toBeUndefined()
 
-    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, mood: 'edited', when: new Date().toISOString() } })
+    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'edited', when: new Date().toISOString() } })
     await waitFor(async () => (await byRkey(alice.did, rkey))?.atproto?.cid === put.data.cid, { what: 'the update' })
     expect((await byRkey(alice.did, rkey))?.mood).toBe('edited')
 
@@ -65,10 +65,10 @@ describe('ingest from the relay firehose', () => {
   })
 
   it('invalid records go to quarantine with their reason, and the next valid mood still arrives', async () => {
-    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 12345, when: 'yesterday' } })
+    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 12345, when: 'yesterday' } })
     const badRkey = bad.data.uri.split('/').pop()!
-    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: 'self', record: { $type: MOOD_NSID, mood: 'wrong key', when: new Date().toISOString() } })
-    const long = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'x'.repeat(6000), when: new Date().toISOString() } })
+    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: 'self', record: { $type: MOOD_NSID, ref: clientRef(), mood: 'wrong key', when: new Date().toISOString() } })
+    const long = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'x'.repeat(6000), when: new Date().toISOString() } })
     const longRkey = long.data.uri.split('/').pop()!
     const good = await post(alice, 'still flowing')
 

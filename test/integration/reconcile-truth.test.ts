@@ -11,7 +11,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { cliRunner } from '../../rig/cli.ts'
 import { freePort } from '../../rig/daemon.ts'
 import { snapshot, useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 
 const t = useTestDb('reconcile_truth')
@@ -155,7 +155,7 @@ describe('status and the reconcile commands tell the truth', () => {
     // Another client edits one migrated record per user: MongoDB then differs.
     for (let i = 0; i < ACCOUNTS; i++) {
       const doc = (await moods().findOne({ user: userOf(i), _id: { $in: unwrittenIds } }))!
-      await accounts[i]!.agent.com.atproto.repo.putRecord({ repo: accounts[i]!.did, collection: MOOD_NSID, rkey: doc.atproto!.rkey!, record: { $type: MOOD_NSID, mood: `edited elsewhere ${i}`, when: doc.when.toISOString() } })
+      await accounts[i]!.agent.com.atproto.repo.putRecord({ repo: accounts[i]!.did, collection: MOOD_NSID, rkey: doc.atproto!.rkey!, record: { $type: MOOD_NSID, ref: clientRef(), mood: `edited elsewhere ${i}`, when: doc.when.toISOString() } })
     }
     expect(await moods().countDocuments({ 'atproto.rkey': { $in: directRkeys } })).toBe(0)
     const records = await recordsOnAtproto()

@@ -15,7 +15,7 @@ import { RateBudget, WRITE_COST } from '../../src/writer/budget.ts'
 import { Writer } from '../../src/writer/writer.ts'
 import { cliRunner } from '../../rig/cli.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { compareWithRepos, inSync } from '../../rig/repos.ts'
 
 const t = useTestDb('reconcile')
@@ -218,7 +218,7 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
   it('an inactive account: status counts its visible moods, repair hides them, a backfill brings them back', async () => {
     const hana = await network.createAccount('hana')
     await t.db.collection(COLLECTIONS.users).insertOne({ _id: 'auth0|hana' as never, atproto: { did: hana.did, password: hana.password } })
-    const posted = await Promise.all([0, 1, 2].map((i) => hana.agent.com.atproto.repo.createRecord({ repo: hana.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: `hana ${i}`, when: new Date().toISOString() } })))
+    const posted = await Promise.all([0, 1, 2].map((i) => hana.agent.com.atproto.repo.createRecord({ repo: hana.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: `hana ${i}`, when: new Date().toISOString() } })))
     expect((await json('backfill', '--user', 'auth0|hana')).code).toBe(0)
     await hana.agent.com.atproto.server.deactivateAccount({})
 

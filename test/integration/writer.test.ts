@@ -10,7 +10,7 @@ import type { IngestService } from '../../src/app/service.ts'
 import { StaleEditError, Writer } from '../../src/writer/writer.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { PdsProxy } from '../../rig/pds-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 
@@ -89,7 +89,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     // An edit made from the old version is stale, here...
     await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: 'from an old tab', expectCid: res.cid })).rejects.toBeInstanceOf(StaleEditError)
     // ...and when another client changed the record on the PDS meanwhile.
-    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: res.rkey!, record: { $type: MOOD_NSID, mood: 'edited elsewhere', when: new Date().toISOString() } })
+    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: res.rkey!, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'edited elsewhere', when: new Date().toISOString() } })
     await waitFor(async () => (await moods().findOne({ _id: new ObjectId(res.id) }))?.mood === 'edited elsewhere', { what: 'the other edit to arrive' })
     await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: 'mine', expectCid: edited.cid })).rejects.toBeInstanceOf(StaleEditError)
     expect((await record(alice, res.rkey!))?.value).toMatchObject({ mood: 'edited elsewhere' })
@@ -293,7 +293,7 @@ describe('writer: MongoDB first, then the PDS', () => {
 
   it('forget leaves neither side holding the user\'s moods; running it again changes nothing', async () => {
     // A record from another client, that MongoDB may not have yet, is erased too.
-    await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'from elsewhere', when: new Date().toISOString() } })
+    await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'from elsewhere', when: new Date().toISOString() } })
     expect((await listRkeys(bob)).length).toBeGreaterThan(0)
     const first = await writer.forget({ user: 'auth0|bob' })
     expect(first.recordsDeleted).toBeGreaterThan(0)
@@ -308,7 +308,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     // bring any erased mood back; a mood bob posts after being forgotten is indexed again.
     await ingest.destroy()
     await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'firehose' as never }, { $set: { cursor: 0, instance: network.firehoseUrl } }, { upsert: true })
-    const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'after forget', when: new Date().toISOString() } })
+    const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'after forget', when: new Date().toISOString() } })
     ingest = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl }, { log })
     const afterRkey = after.data.uri.split('/').pop()!
     await waitFor(() => moods().findOne({ 'atproto.rkey': afterRkey }).then((d) => d ?? undefined), { timeoutMs: 90_000, what: 'the new mood after forget' })
