@@ -59,6 +59,8 @@ export interface RecordKinds {
   legacyText?: number
   oversize?: number
   legacyMongoId?: number
+  /** The refused records' keys: a mood mirroring one is not "record gone" (the record is there, invalid). */
+  rejectedRkeys?: readonly string[]
 }
 
 export const DRIFT_KINDS = ['atprotoOnly', 'mongoOnly', 'unmigrated', 'differs', 'duplicates', 'unconfirmed'] as const
@@ -169,6 +171,7 @@ export function compareSubject(input: { did: string | null; user: string | null;
     }
   }
 
+  const rejected = new Set(input.rejectedRkeys ?? [])
   for (const doc of input.docs) {
     if (handled.has(doc)) continue
     const at = doc.atproto
@@ -184,6 +187,8 @@ export function compareSubject(input: { did: string | null; user: string | null;
       else diff.unmigrated.push(doc)
     } else if (at?.state !== undefined && OUTBOX_OPEN.has(at.state)) diff.unconfirmed.push(doc)
     else if (at?.rkey === undefined || at.state === 'no-account') diff.unmigrated.push(doc)
+    // Its record is there but refused (a legacy `text` record): counted by the record's kind, never deleted.
+    else if (rejected.has(at.rkey)) continue
     else diff.mongoOnly.push(doc)
   }
   return diff

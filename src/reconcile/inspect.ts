@@ -61,7 +61,7 @@ export async function inspect(ctx: ReconcileContext, subject: Subject): Promise<
 
 /** The refused records counted by kind (`parseMood`'s refusals); any other refusal is `invalid`. */
 export function recordKinds(rejected: readonly QuarantineEntry[]): RecordKinds {
-  const kinds: RecordKinds = { invalid: 0, noRef: 0, legacyText: 0, oversize: 0 }
+  const kinds: RecordKinds = { invalid: 0, noRef: 0, legacyText: 0, oversize: 0, rejectedRkeys: rejected.flatMap((e) => (e.rkey === undefined ? [] : [e.rkey])) }
   for (const entry of rejected) {
     if (entry.refusal === 'no-ref') kinds.noRef!++
     else if (entry.refusal === 'legacy-text') kinds.legacyText!++
