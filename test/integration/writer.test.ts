@@ -7,7 +7,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
 import type { IngestService } from '../../src/app/service.ts'
-import { StaleEditError, Writer } from '../../src/writer/writer.ts'
+import { InvalidMoodError, StaleEditError, Writer } from '../../src/writer/writer.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
@@ -69,6 +69,25 @@ describe('writer: MongoDB first, then the PDS', () => {
     }, { what: 'the echo to confirm the write' })
     expect(doc).toMatchObject({ user: 'auth0|alice', mood: 'hello from the platform', atproto: { did: alice.did, rkey: res.rkey, cid: rec?.cid } })
     expect(await moods().countDocuments({ 'atproto.rkey': res.rkey })).toBe(1)
+  })
+
+  it('a mood over 5,000 bytes is refused with its size before anything is stored; 5,000 bytes are written', async () => {
+    const ofBytes = (n: number) => '🌊'.repeat(Math.floor(n / 4)) + 'a'.repeat(n % 4)
+    const docsBefore = await moods().countDocuments()
+    const recordsBefore = (await listRkeys(alice)).length
+    const refusal = writer.post({ user: 'auth0|alice', text: ofBytes(5001) })
+    await expect(refusal).rejects.toBeInstanceOf(InvalidMoodError)
+    await expect(refusal).rejects.toMatchObject({ kind: 'oversize', message: 'mood is 5,001 bytes, over the published limit of 5,000 bytes' })
+    expect(await moods().countDocuments()).toBe(docsBefore)
+    expect((await listRkeys(alice)).length).toBe(recordsBefore)
+
+    const res = await writer.post({ user: 'auth0|alice', text: ofBytes(5000) })
+    expect(DONE).toContain(res.state)
+    expect((await record(alice, res.rkey!))?.value).toEqual({ $type: MOOD_NSID, mood: ofBytes(5000), when: expect.any(String), ref: res.id })
+    // An edit past the limit is refused the same way, and leaves the mood as it was.
+    await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: `${ofBytes(5000)}!` })).rejects.toMatchObject({ kind: 'oversize', message: 'mood is 5,001 bytes, over the published limit of 5,000 bytes' })
+    expect((await moods().findOne({ _id: new ObjectId(res.id) }))?.mood).toBe(ofBytes(5000))
+    expect((await record(alice, res.rkey!))?.value).toMatchObject({ mood: ofBytes(5000) })
   })
 
   it('an edit and a delete follow on both sides; a stale edit is refused', async () => {
