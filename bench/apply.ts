@@ -9,6 +9,7 @@
  * (indexes created first, untimed) that is dropped afterwards. The ops come from the product's
  * own path: Jetstream-shaped records through `toStoreOp(moodCollection, …)`.
  */
+import { clientRef } from '../rig/client-ref.ts'
 import { MongoClient, ObjectId, type AnyBulkWriteOperation, type Db } from 'mongodb'
 import { COLLECTIONS, type MoodDoc } from '../src/store/collections.ts'
 import { ensureIndexes } from '../src/store/indexes.ts'
@@ -35,7 +36,7 @@ export const LABELS = {
 /** New-record upserts as the indexer builds them (validated by the mood definition). */
 function upsertOps(count: number): UpsertOp[] {
   return fakeCommits(count).map((c) => {
-    const op = toStoreOp(moodCollection, { action: 'upsert', collection: MOOD_NSID, rkey: c.rkey, cid: c.cid, record: { $type: MOOD_NSID, mood: c.mood, when: c.when } }, null, { source: 'bench', did: c.did, rev: c.rev })
+    const op = toStoreOp(moodCollection, { action: 'upsert', collection: MOOD_NSID, rkey: c.rkey, cid: c.cid, record: { $type: MOOD_NSID, ref: clientRef(), mood: c.mood, when: c.when } }, null, { source: 'bench', did: c.did, rev: c.rev })
     if (!isStoreOp(op) || op.kind !== 'upsert') throw new Error(`fixture rejected: ${JSON.stringify(op)}`)
     return op as UpsertOp
   })

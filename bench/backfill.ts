@@ -102,7 +102,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
           $type: 'com.atproto.repo.applyWrites#create' as const,
           collection: MOOD_NSID,
           rkey: TID.nextStr(),
-          value: toRecord({ mood: `mood ${j + k} of ${account.handle}: ${'quiet afternoon '.repeat(1 + ((j + k) % 4))}`, when: new Date() }),
+          value: toRecord({ mood: `mood ${j + k} of ${account.handle}: ${'quiet afternoon '.repeat(1 + ((j + k) % 4))}`, when: new Date(), ref: `bench-${j + k}` }),
         }))
         await account.agent.com.atproto.repo.applyWrites({ repo: account.did, writes })
       }

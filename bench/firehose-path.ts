@@ -19,7 +19,7 @@ import WebSocket from 'ws'
 import { createIdResolver } from '../src/atproto/identity.ts'
 import { FirehoseSource } from '../src/ingest/firehose.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../rig/network.ts'
 import { RelayServer } from '../rig/relay.ts'
 import { fmt, int, knobs, median, pairedRatio, progress, ratio, rounds, script, timed, type Result, type RunOptions, type Sample } from './lib/report.ts'
 import { firehoseTap, startFrameServer, type FrameServer } from './lib/servers.ts'
@@ -144,7 +144,7 @@ async function generate(accounts: TestAccount[], o: (typeof SIZES)['full']): Pro
     for (let i = next++; i < o.commits && performance.now() < deadline; i = next++) {
       const isMood = i % o.moodEvery === o.moodEvery >> 1
       const now = new Date().toISOString()
-      const value = isMood ? { $type: MOOD_NSID, mood: `bench mood ${i}`, when: now } : { $type: POST_NSID, text: `bench post ${i}`, createdAt: now }
+      const value = isMood ? { $type: MOOD_NSID, ref: clientRef(), mood: `bench mood ${i}`, when: now } : { $type: POST_NSID, text: `bench post ${i}`, createdAt: now }
       const res = await account.agent.com.atproto.repo.applyWrites({ repo: account.did, writes: [{ $type: 'com.atproto.repo.applyWrites#create', collection: value.$type, value }] })
       const result = res.data.results?.[0] as { uri?: string; cid?: string } | undefined
       if (isMood) backlog.moods.add(`${result?.uri} ${result?.cid}`)

@@ -24,7 +24,7 @@ import { COLLECTIONS } from '../src/store/collections.ts'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { JetstreamDaemon } from '../rig/jetstream.ts'
 import { RelayServer } from '../rig/relay.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../rig/network.ts'
 import { waitFor } from '../rig/wait.ts'
 import { fmt, knobs, median, percentile, progress, script, type Result, type RunOptions } from './lib/report.ts'
 import { firehoseTap, startMongo } from './lib/servers.ts'
@@ -161,7 +161,7 @@ async function runRound(mode: Mode, c: RoundContext): Promise<void> {
 }
 
 async function writeMood(account: TestAccount, text: string): Promise<string> {
-  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: text, when: new Date().toISOString() } })
+  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: text, when: new Date().toISOString() } })
   return res.data.uri.split('/').pop()!
 }
 

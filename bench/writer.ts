@@ -45,7 +45,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     const seed = await timed(async () => {
       for (let i = 0; i < n; i++) {
         const who = seedUsers[i % users]!
-        await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: toRecord({ mood: text(i), when: new Date() }) })
+        await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: toRecord({ mood: text(i), when: new Date(), ref: `bench-seed-${i}` }) })
       }
     })
 
@@ -69,7 +69,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     await soloWriter.post({ user: 'auth0|solo0', text: 'warm-up: one login' })
     const [bare, post]: number[][] = [[], []]
     for (let i = 0; i < samples; i++) {
-      bare.push((await timed(() => solo.agent.com.atproto.repo.putRecord({ repo: solo.did, collection: MOOD_NSID, rkey: TID.nextStr(), record: toRecord({ mood: `bare ${i}`, when: new Date() }) }))).ms)
+      bare.push((await timed(() => solo.agent.com.atproto.repo.putRecord({ repo: solo.did, collection: MOOD_NSID, rkey: TID.nextStr(), record: toRecord({ mood: `bare ${i}`, when: new Date(), ref: `bench-bare-${i}` }) }))).ms)
       post.push((await timed(() => soloWriter.post({ user: 'auth0|solo0', text: `ours ${i}` }))).ms)
     }
 

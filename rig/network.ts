@@ -5,6 +5,9 @@ import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 import { MOOD_NSID } from '../src/sync/mood.ts'
 import { bindToLoopback } from './loopback.ts'
+import { clientRef } from './client-ref.ts'
+
+export { clientRef } from './client-ref.ts'
 
 export interface TestAccount {
   did: string
@@ -93,6 +96,7 @@ export class TestNetwork {
 
 /** A mood created with `@atproto/api` (createRecord), as any other client would: its rkey and CID. */
 export async function createMood(account: TestAccount, mood: string, when = new Date().toISOString()): Promise<{ rkey: string; cid: string }> {
-  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when } })
+  const res = await account.agent.com.atproto.repo.createRecord({ repo: account.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when, ref: clientRef() } })
   return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
 }
+

@@ -21,7 +21,7 @@ import { MissingToolError } from '../rig/build-cache.ts'
 import { GoatClient } from '../rig/goat.ts'
 import { JetstreamDaemon } from '../rig/jetstream.ts'
 import { startMongoServer } from '../rig/mongo-server.ts'
-import { TestNetwork, type TestAccount } from '../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../rig/network.ts'
 import { RelayServer } from '../rig/relay.ts'
 import { TapDaemon } from '../rig/tap.ts'
 import { goTool, goTools } from '../rig/tools.ts'
@@ -133,7 +133,7 @@ try {
   }
   const post = async (who: TestAccount, text: string) => {
     say(`  ${who.handle} posts ${JSON.stringify(text)} with @atproto/api (createRecord)`)
-    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: text, when: new Date().toISOString() } })
+    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: text, when: new Date().toISOString() } })
     const rkey = res.data.uri.split('/').pop()!
     await show(who, rkey, (d) => d?.atproto?.cid === res.data.cid, `${who.handle}'s mood in MongoDB`)
     return rkey
@@ -146,10 +146,10 @@ try {
   const goat = await GoatClient.login({ pdsUrl: network.pdsUrl, plcUrl: network.plcUrl, did: alice.did, password: alice.password })
   teardown.push(() => goat.close())
   say(`  ${alice.handle} posts "coffee, then code" with goat (goat record create)`)
-  const made = await goat.create({ $type: MOOD_NSID, mood: 'coffee, then code', when: new Date().toISOString() })
+  const made = await goat.create({ $type: MOOD_NSID, ref: clientRef(), mood: 'coffee, then code', when: new Date().toISOString() })
   await show(alice, made.rkey, (d) => d?.atproto?.cid === made.cid, 'the goat mood')
   say(`  ${alice.handle} edits it with goat (goat record update)`)
-  await goat.update(made.rkey, { $type: MOOD_NSID, mood: 'coffee, then more code', when: new Date().toISOString() })
+  await goat.update(made.rkey, { $type: MOOD_NSID, ref: clientRef(), mood: 'coffee, then more code', when: new Date().toISOString() })
   await show(alice, made.rkey, (d) => d?.mood === 'coffee, then more code', 'the edit')
   say(`  ${alice.handle} deletes it with goat (goat record delete)`)
   await goat.delete(MOOD_NSID, made.rkey)

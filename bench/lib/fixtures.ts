@@ -1,3 +1,4 @@
+import { clientRef } from '../../rig/client-ref.ts'
 /**
  * The bench library, part 3: deterministic fake data (the same bytes every run): TIDs, mood
  * commits, Jetstream v1 frames, and the soak's create/update/delete stream. Also imported by
@@ -68,7 +69,7 @@ export function fakeCommits(count: number, seed = 0x600d): FakeCommit[] {
 /** Jetstream v1 commit-create frames of `fakeCommits(count)`. */
 export function jetstreamFrames(args: { count: number }): string[] {
   return fakeCommits(args.count).map((c) =>
-    JSON.stringify({ did: c.did, time_us: c.timeUs, kind: 'commit', commit: { rev: c.rev, operation: 'create', collection: MOOD_NSID, rkey: c.rkey, record: { $type: MOOD_NSID, mood: c.mood, when: c.when }, cid: c.cid } }),
+    JSON.stringify({ did: c.did, time_us: c.timeUs, kind: 'commit', commit: { rev: c.rev, operation: 'create', collection: MOOD_NSID, rkey: c.rkey, record: { $type: MOOD_NSID, ref: clientRef(), mood: c.mood, when: c.when }, cid: c.cid } }),
   )
 }
 
@@ -100,7 +101,7 @@ export function* soakFrames(plan: SoakPlan): Generator<string> {
     const operation = soak.operation(plan, i)
     const commit: Record<string, unknown> = { rev: tid(timeUs, 1), operation, collection: MOOD_NSID, rkey: soak.rkey(plan, record) }
     if (operation !== 'delete') {
-      commit.record = { $type: MOOD_NSID, mood: soak.mood(i), when: soak.when(plan, i) }
+      commit.record = { $type: MOOD_NSID, ref: clientRef(), mood: soak.mood(i), when: soak.when(plan, i) }
       commit.cid = `bafyreisoak${'a'.repeat(36)}${tid(i, 0).slice(1)}`
     }
     yield JSON.stringify({ did: soak.did(plan, record), time_us: timeUs, kind: 'commit', commit })

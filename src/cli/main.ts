@@ -3,6 +3,7 @@ import type { Command, CommandContext } from './command.ts'
 import { backfill } from './commands/backfill.ts'
 import { dedupe } from './commands/dedupe.ts'
 import { migrate } from './commands/migrate.ts'
+import { normalize } from './commands/normalize.ts'
 import { repair } from './commands/repair.ts'
 import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
@@ -26,7 +27,7 @@ export function hasDevTools(): boolean {
   }
 }
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, post, del, forget, sealCredentials, rotateSecret, setup, ...(hasDevTools() ? [codegen] : [])]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, normalize, post, del, forget, sealCredentials, rotateSecret, setup, ...(hasDevTools() ? [codegen] : [])]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))

@@ -1,5 +1,6 @@
 import type { MoodDoc } from '../store/collections.ts'
 import type { UpsertOp } from '../store/ops.ts'
+import { oversize } from '../sync/mood.ts'
 
 /** Records sharing one `ref`: the one kept and the ones `dedupe --delete` removes. */
 export interface DuplicateGroup {
@@ -35,14 +36,40 @@ export interface SubjectDiff {
   unrecorded: UpsertOp[]
   /** Live moods of a user without an ATProto account: nothing to sync until they get one. */
   noAccount: number
-  /** Records that fail the lexicon (quarantined, never applied). */
+  /** Records that fail the lexicon for another reason than the kinds below (quarantined, never applied). */
   invalid: number
+  /** Records with neither `ref` nor the legacy `mongoId` (quarantined). */
+  noRef: number
+  /** Legacy records with `text` instead of `mood` (quarantined; `moodsync normalize` rewrites those that name their mood). */
+  legacyText: number
+  /** Records whose mood is over the published 5,000 bytes (quarantined). */
+  oversize: number
+  /** Valid records that name their mood by the legacy `mongoId` (counted in their kind too; `moodsync normalize` rewrites them). */
+  legacyMongoId: number
+  /** Moods MongoDB holds that the published schema refuses (migration marked them): over 5,000 bytes... */
+  tooLong: MoodDoc[]
+  /** ...or refused for another reason. Neither is drift: no command can write them as they are. */
+  refused: MoodDoc[]
+}
+
+/** How many of a repo's records fall outside the valid ones, by kind (the refusals of `parseMood`). */
+export interface RecordKinds {
+  invalid: number
+  noRef?: number
+  legacyText?: number
+  oversize?: number
+  legacyMongoId?: number
+  /** The refused records' keys: a mood mirroring one is not "record gone" (the record is there, invalid). */
+  rejectedRkeys?: readonly string[]
 }
 
 export const DRIFT_KINDS = ['atprotoOnly', 'mongoOnly', 'unmigrated', 'differs', 'duplicates', 'unconfirmed'] as const
 export type DriftKind = (typeof DRIFT_KINDS)[number]
 
-export type StatusCounts = Record<'inSync' | DriftKind | 'noAccount' | 'invalid', number>
+/** Kinds that are not drift: nothing `repair` can do about them (normalize rewrites the legacy ones). */
+export const OTHER_KINDS = ['noAccount', 'invalid', 'noRef', 'legacyText', 'oversize', 'legacyMongoId', 'tooLong', 'refused'] as const
+
+export type StatusCounts = Record<'inSync' | DriftKind | (typeof OTHER_KINDS)[number], number>
 
 export function countsOf(diff: SubjectDiff): StatusCounts {
   return {
@@ -55,11 +82,17 @@ export function countsOf(diff: SubjectDiff): StatusCounts {
     unconfirmed: diff.unconfirmed.length,
     noAccount: diff.noAccount,
     invalid: diff.invalid,
+    noRef: diff.noRef,
+    legacyText: diff.legacyText,
+    oversize: diff.oversize,
+    legacyMongoId: diff.legacyMongoId,
+    tooLong: diff.tooLong.length,
+    refused: diff.refused.length,
   }
 }
 
 export function emptyCounts(): StatusCounts {
-  return { inSync: 0, atprotoOnly: 0, mongoOnly: 0, unmigrated: 0, differs: 0, duplicates: 0, unconfirmed: 0, noAccount: 0, invalid: 0 }
+  return { inSync: 0, atprotoOnly: 0, mongoOnly: 0, unmigrated: 0, differs: 0, duplicates: 0, unconfirmed: 0, noAccount: 0, invalid: 0, noRef: 0, legacyText: 0, oversize: 0, legacyMongoId: 0, tooLong: 0, refused: 0 }
 }
 
 export function addCounts(into: StatusCounts, more: StatusCounts): StatusCounts {
@@ -77,8 +110,11 @@ const OUTBOX_OPEN = new Set(['pending', 'failed', 'written'])
  * Compares a repo's valid records (as upsert ops at the repo's rev) with the subject's
  * documents (deleted ones included). Pure: the same inputs always give the same diff.
  */
-export function compareSubject(input: { did: string | null; user: string | null; records: readonly UpsertOp[]; invalid: number; docs: readonly MoodDoc[] }): SubjectDiff {
-  const diff: SubjectDiff = { did: input.did, user: input.user, inSync: 0, atprotoOnly: [], links: [], differs: [], mongoOnly: [], unmigrated: [], duplicates: [], unconfirmed: [], confirmable: [], unrecorded: [], noAccount: 0, invalid: input.invalid }
+export function compareSubject(input: { did: string | null; user: string | null; records: readonly UpsertOp[]; docs: readonly MoodDoc[] } & RecordKinds): SubjectDiff {
+  const diff: SubjectDiff = {
+    did: input.did, user: input.user, inSync: 0, atprotoOnly: [], links: [], differs: [], mongoOnly: [], unmigrated: [], duplicates: [], unconfirmed: [], confirmable: [], unrecorded: [], noAccount: 0,
+    invalid: input.invalid, noRef: input.noRef ?? 0, legacyText: input.legacyText ?? 0, oversize: input.oversize ?? 0, legacyMongoId: input.legacyMongoId ?? 0, tooLong: [], refused: [],
+  }
   if (input.did === null) {
     diff.noAccount = input.docs.filter((doc) => !doc.deleted).length
     return diff
@@ -135,6 +171,7 @@ export function compareSubject(input: { did: string | null; user: string | null;
     }
   }
 
+  const rejected = new Set(input.rejectedRkeys ?? [])
   for (const doc of input.docs) {
     if (handled.has(doc)) continue
     const at = doc.atproto
@@ -143,8 +180,15 @@ export function compareSubject(input: { did: string | null; user: string | null;
       if (at?.state === 'pending' || at?.state === 'failed') diff.unconfirmed.push(doc)
       continue
     }
-    if (at?.state !== undefined && OUTBOX_OPEN.has(at.state)) diff.unconfirmed.push(doc)
+    if (at?.refused !== undefined && at.rkey === undefined) {
+      // Refused by migration; a mood since shortened in MongoDB can be written after all.
+      if (at.refused !== 'oversize') diff.refused.push(doc)
+      else if (oversize(doc.mood) !== undefined) diff.tooLong.push(doc)
+      else diff.unmigrated.push(doc)
+    } else if (at?.state !== undefined && OUTBOX_OPEN.has(at.state)) diff.unconfirmed.push(doc)
     else if (at?.rkey === undefined || at.state === 'no-account') diff.unmigrated.push(doc)
+    // Its record is there but refused (a legacy `text` record): counted by the record's kind, never deleted.
+    else if (rejected.has(at.rkey)) continue
     else diff.mongoOnly.push(doc)
   }
   return diff

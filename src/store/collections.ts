@@ -48,6 +48,12 @@ export interface AtprotoState {
   attempts?: number
   nextAttemptAt?: Date
   error?: string
+  /**
+   * A mood that never had a record and never can as it is: the published schema refuses it
+   * (`oversize`: over 5,000 UTF-8 bytes; `invalid`). Set by migration with `state: failed` and
+   * the reason in `error`; `status` counts it as its own kind, not as drift.
+   */
+  refused?: string
   /** A write whose answer was lost: it may have been committed; check before writing again. */
   uncertain?: true
   writtenAt?: Date
@@ -127,6 +133,8 @@ export interface QuarantineDoc {
   at: Date
   source: string
   reason: string
+  /** The kind of refusal the collection's definition gave (moods: `no-ref`, `legacy-text`, `oversize`, `invalid`), when it gave one. */
+  refusal?: string
   did?: string
   rkey?: string
   cid?: string

@@ -93,14 +93,14 @@ export class OutboxStore {
   async adopt(doc: MoodDoc, change: { did: string; rkey: string; cid: string }): Promise<boolean> {
     const res = await this.#moods.updateOne(unlinked(doc._id), {
       $set: { 'atproto.did': change.did, 'atproto.rkey': change.rkey, 'atproto.cid': change.cid, 'atproto.state': 'pending', 'atproto.op': 'put', 'atproto.version': (doc.atproto?.version ?? 0) + 1, 'atproto.attempts': 0 },
-      $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '' },
+      $unset: { 'atproto.error': '', 'atproto.nextAttemptAt': '', 'atproto.refused': '' },
     })
     return res.modifiedCount === 1
   }
 
   /** A mood that never had a record and never can as it is (the lexicon refuses it). */
-  async refuseUnlinked(_id: ObjectId, reason: string): Promise<void> {
-    await this.#moods.updateOne(unlinked(_id), { $set: { 'atproto.state': 'failed', 'atproto.error': reason } })
+  async refuseUnlinked(_id: ObjectId, reason: string, kind: string): Promise<void> {
+    await this.#moods.updateOne(unlinked(_id), { $set: { 'atproto.state': 'failed', 'atproto.error': reason, 'atproto.refused': kind } })
   }
 
   /** Failed or waiting changes become due now. */

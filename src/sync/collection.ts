@@ -18,7 +18,8 @@ export interface CollectionDefinition<V = unknown, F extends object = object> {
   ref?(value: V): string | undefined
 }
 
-export type Parsed<V> = { ok: true; value: V } | { ok: false; reason: string }
+/** A refusal says why (`reason`, for people) and, where the definition knows one, its `kind` (for counts). */
+export type Parsed<V> = { ok: true; value: V } | { ok: false; reason: string; kind?: string }
 
 /** Any definition, whatever its value type: what the pipeline holds. */
 export type AnyCollection = CollectionDefinition<any, object>

@@ -27,7 +27,7 @@ export function toStoreOp<V, F extends object>(def: CollectionDefinition<V, F>, 
   if (shape) return { ...where(origin, op.rkey), reason: shape, cid: op.cid }
   try {
     const parsed = def.parse(op.record)
-    if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, cid: op.cid, raw: rawOf(op.record) }
+    if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, ...(parsed.kind === undefined ? {} : { refusal: parsed.kind }), cid: op.cid, raw: rawOf(op.record) }
     const upsert: UpsertOp<F> = { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields: def.fields(parsed.value), user }
     const ref = def.ref?.(parsed.value)
     if (ref !== undefined) upsert.ref = ref

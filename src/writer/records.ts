@@ -3,8 +3,14 @@ import { MoodsyncError } from '../errors.ts'
 import type { MoodDoc } from '../store/collections.ts'
 import { parseMood, toRecord, type Mood } from '../sync/mood.ts'
 
+/** The lexicon refuses the mood; `kind` says how (`oversize`: over 5,000 UTF-8 bytes; `invalid`). */
 export class InvalidMoodError extends MoodsyncError {
   override name = 'InvalidMoodError'
+  readonly kind: string
+  constructor(message: string, kind = 'invalid') {
+    super(message)
+    this.kind = kind
+  }
 }
 export class StaleEditError extends MoodsyncError {
   override name = 'StaleEditError'
@@ -18,10 +24,13 @@ export function recordOf(doc: MoodDoc) {
   return toRecord({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
 }
 
-/** The writer writes only what the lexicon accepts: the record it will send is checked. */
+/**
+ * The writer writes only what the published schema accepts: the record it will send is checked
+ * (a mood over 5,000 UTF-8 bytes is refused with its size and the limit).
+ */
 export function validate(mood: Mood): Mood {
   const parsed = parseMood(toRecord(mood))
-  if (!parsed.ok) throw new InvalidMoodError(parsed.reason)
+  if (!parsed.ok) throw new InvalidMoodError(parsed.reason, parsed.kind)
   return parsed.value
 }
 

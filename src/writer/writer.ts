@@ -11,9 +11,10 @@ import type { Mood } from '../sync/mood.ts'
 import { RateBudget } from './budget.ts'
 import { CredentialStore } from './credentials.ts'
 import { Erasure } from './erasure.ts'
-import { OutboxEngine, type FlushResult, type WriteResult } from './outbox.ts'
+import { OutboxEngine, type FlushResult, type WriteResult, type WriterParts } from './outbox.ts'
 import { deletePlan, type DeletePlan, type ForgetPlan } from './plans.ts'
-import { NotFoundError, recordCid, StaleEditError, validate } from './records.ts'
+import { InvalidMoodError, NotFoundError, recordCid, StaleEditError, validate } from './records.ts'
+import { rewriteRecord } from './rewrite.ts'
 import { SecretBox } from './secret-box.ts'
 import { SessionManager } from './sessions.ts'
 import { writeVerdict } from './verdict.ts'
@@ -51,6 +52,7 @@ export class Writer {
   readonly #store: Database
   readonly #engine: OutboxEngine
   readonly #erasure: Erasure
+  readonly #parts: WriterParts
   readonly #log: Logger
 
   /** `db`: moodsync's view of the database, or the driver's `Db` the platform already holds. */
@@ -63,6 +65,7 @@ export class Writer {
     this.budget = opts.budget ?? new RateBudget()
     this.sessions = new SessionManager({ sessions: this.#store.sessions, client, credentials: new CredentialStore(this.#store, box), box, log: this.#log })
     const parts = { sessions: this.sessions, client, budget: this.budget, log: this.#log }
+    this.#parts = parts
     this.#engine = new OutboxEngine(this.#store.outbox, parts, { claimMs: opts.claimMs })
     this.#erasure = new Erasure(this.#store, parts)
   }
@@ -198,6 +201,11 @@ export class Writer {
     return this.#erasure.deleteRecords(input)
   }
 
+  /** Rewrites one record in place (normalize): same rkey, swapped on the CID read, paid from the budget first. */
+  rewriteRecord(input: { user: string; did: string; rkey: string; record: Record<string, unknown>; swapCid: string }): Promise<{ cid: string; rev?: string }> {
+    return rewriteRecord(this.#parts, input)
+  }
+
   /**
    * Gives moods that never had a record (written before moodsync, or while the user had no
    * account) an rkey and CID and queues them, for `flush()` to write. Never queues a mood twice;
@@ -221,7 +229,8 @@ export class Writer {
       try {
         mood = validate({ mood: doc.mood, when: doc.when, ref: doc._id.toHexString() })
       } catch (err) {
-        await this.#store.outbox.refuseUnlinked(doc._id, (err as Error).message)
+        if (!(err instanceof InvalidMoodError)) throw err
+        await this.#store.outbox.refuseUnlinked(doc._id, err.message, err.kind)
         result.invalid++
         continue
       }

@@ -14,7 +14,7 @@ import { cliRunner } from '../../rig/cli.ts'
 import { CollectionDirectoryDaemon } from '../../rig/collectiondir.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { compareWithRepos } from '../../rig/repos.ts'
 import { waitFor } from '../../rig/wait.ts'
@@ -40,7 +40,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
     const rkeys = Array.from({ length: count }, () => TID.nextStr())
     await who.agent.com.atproto.repo.applyWrites({
       repo: who.did,
-      writes: rkeys.map((rkey, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey, value: { $type: MOOD_NSID, mood: `${who.handle} ${i}`, when: new Date().toISOString(), ...extra } })),
+      writes: rkeys.map((rkey, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey, value: { $type: MOOD_NSID, ref: clientRef(), mood: `${who.handle} ${i}`, when: new Date().toISOString(), ...extra } })),
     })
     return rkeys
   }
@@ -124,7 +124,7 @@ describe('backfill: moods loaded from the repos themselves', () => {
     const rkeys = (await moods().find({ 'atproto.did': carol.did }).sort({ 'atproto.rkey': 1 }).toArray()).map((d) => d.atproto!.rkey!)
     const gone = rkeys.slice(0, 3)
     for (const rkey of gone) await carol.agent.com.atproto.repo.deleteRecord({ repo: carol.did, collection: MOOD_NSID, rkey })
-    await carol.agent.com.atproto.repo.putRecord({ repo: carol.did, collection: MOOD_NSID, rkey: rkeys[5]!, record: { $type: MOOD_NSID, mood: 'changed my mind', when: new Date().toISOString() } })
+    await carol.agent.com.atproto.repo.putRecord({ repo: carol.did, collection: MOOD_NSID, rkey: rkeys[5]!, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'changed my mind', when: new Date().toISOString() } })
     await post(carol, 2)
 
     const res = await runJson('backfill', '--user', 'auth0|carol')

@@ -1,10 +1,11 @@
+import { ObjectId } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc, type QuarantineDoc } from '../../src/store/collections.ts'
 import type { IngestService } from '../../src/app/service.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { RelayServer } from '../../rig/relay.ts'
 import { waitFor } from '../../rig/wait.ts'
 import { valueOf } from '../../src/metrics.ts'
@@ -39,7 +40,7 @@ describe('ingest from the relay firehose', () => {
   })
 
   const post = async (who: TestAccount, mood: string) => {
-    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })
+    const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood, ref: clientRef(), when: new Date().toISOString() } })
     return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
   }
 
@@ -49,7 +50,7 @@ describe('ingest from the relay firehose', () => {
     expect(doc).toMatchObject({ user: 'auth0|alice', mood: 'made on the PDS', atproto: { did: alice.did, rkey, cid } })
     expect(doc.deleted).toBeUndefined()
 
-    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, mood: 'edited', when: new Date().toISOString() } })
+    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'edited', when: new Date().toISOString() } })
     await waitFor(async () => (await byRkey(alice.did, rkey))?.atproto?.cid === put.data.cid, { what: 'the update' })
     expect((await byRkey(alice.did, rkey))?.mood).toBe('edited')
 
@@ -65,10 +66,10 @@ describe('ingest from the relay firehose', () => {
   })
 
   it('invalid records go to quarantine with their reason, and the next valid mood still arrives', async () => {
-    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 12345, when: 'yesterday' } })
+    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 12345, when: 'yesterday' } })
     const badRkey = bad.data.uri.split('/').pop()!
-    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: 'self', record: { $type: MOOD_NSID, mood: 'wrong key', when: new Date().toISOString() } })
-    const long = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'x'.repeat(6000), when: new Date().toISOString() } })
+    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: 'self', record: { $type: MOOD_NSID, ref: clientRef(), mood: 'wrong key', when: new Date().toISOString() } })
+    const long = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'x'.repeat(6000), when: new Date().toISOString() } })
     const longRkey = long.data.uri.split('/').pop()!
     const good = await post(alice, 'still flowing')
 
@@ -78,9 +79,50 @@ describe('ingest from the relay firehose', () => {
     expect(entry?.reason).toMatch(/string/i)
     expect(entry?.cid).toBe(bad.data.cid)
     expect((await q.findOne({ did: alice.did, rkey: 'self' }))?.reason).toMatch(/not a TID/)
-    expect((await q.findOne({ did: alice.did, rkey: longRkey }))?.reason).toMatch(/grapheme|too big/)
+    expect(await q.findOne({ did: alice.did, rkey: longRkey })).toMatchObject({ refusal: 'oversize', reason: 'mood is 6,000 bytes, over the published limit of 5,000 bytes' })
     expect(await byRkey(alice.did, badRkey)).toBeNull()
     expect(await valueOf(service.indexer.metrics.quarantined, { kind: 'record' })).toBeGreaterThanOrEqual(3)
+  })
+
+  it('every shape in the platform\'s repos: ref and legacy mongoId attach (same user only); text, no ref, oversize and impossible dates are quarantined with their reason', async () => {
+    const ofBytes = (n: number) => '✨'.repeat(Math.floor(n / 3)) + 'a'.repeat(n % 3)
+    const [byRef, byMongoId, carols] = [new ObjectId(), new ObjectId(), new ObjectId()]
+    await moods().insertMany([
+      { _id: byRef, user: 'auth0|alice', mood: 'named by ref', when: new Date() },
+      { _id: byMongoId, user: 'auth0|alice', mood: 'named by mongoId', when: new Date() },
+      { _id: carols, user: 'auth0|carol', mood: "carol's, named by alice's record", when: new Date() },
+    ])
+    const create = async (record: Record<string, unknown>) => {
+      const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, when: new Date().toISOString(), ...record } })
+      return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
+    }
+    const ref = await create({ mood: 'named by ref', ref: byRef.toHexString() })
+    const mongoId = await create({ mood: 'named by mongoId', mongoId: byMongoId.toHexString() })
+    const foreign = await create({ mood: 'names a mood of another user', mongoId: carols.toHexString() })
+    const atLimit = await create({ mood: ofBytes(5000), ref: clientRef() })
+    const refused = {
+      text: await create({ text: 'an old script wrote text', ref: clientRef() }),
+      noRef: await create({ mood: 'neither ref nor mongoId' }),
+      oversize: await create({ mood: ofBytes(5001), ref: clientRef() }),
+      impossible: await create({ mood: 'on 30 February', when: '2025-02-30T12:00:00Z', ref: clientRef() }),
+    }
+    const last = await post(alice, 'after every shape')
+    await waitFor(() => byRkey(alice.did, last.rkey).then((d) => d ?? undefined), { what: 'the mood after every shape' })
+
+    expect(await moods().findOne({ _id: byRef })).toMatchObject({ atproto: { did: alice.did, rkey: ref.rkey, cid: ref.cid } })
+    expect(await moods().findOne({ _id: byMongoId })).toMatchObject({ atproto: { did: alice.did, rkey: mongoId.rkey, cid: mongoId.cid } })
+    // Only within one user: carol's mood is not claimed; alice's record is a mood of its own.
+    expect((await moods().findOne({ _id: carols }))?.atproto).toBeUndefined()
+    expect(await byRkey(alice.did, foreign.rkey)).toMatchObject({ user: 'auth0|alice', mood: 'names a mood of another user' })
+    expect((await byRkey(alice.did, atLimit.rkey))?.mood).toBe(ofBytes(5000))
+
+    const q = t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine)
+    const entry = (r: { rkey: string }) => q.findOne({ did: alice.did, rkey: r.rkey })
+    expect(await entry(refused.text)).toMatchObject({ refusal: 'legacy-text', reason: "legacy record: 'text' instead of 'mood' (moodsync normalize rewrites it)" })
+    expect(await entry(refused.noRef)).toMatchObject({ refusal: 'no-ref', reason: 'ref is missing (and no legacy mongoId)' })
+    expect(await entry(refused.oversize)).toMatchObject({ refusal: 'oversize', reason: 'mood is 5,001 bytes, over the published limit of 5,000 bytes' })
+    expect(await entry(refused.impossible)).toMatchObject({ refusal: 'invalid', reason: 'when names no calendar day: 2025-02-30 does not exist (got "2025-02-30T12:00:00Z")' })
+    for (const r of Object.values(refused)) expect(await byRkey(alice.did, r.rkey)).toBeNull()
   })
 
   it('serves /healthz and /metrics', async () => {

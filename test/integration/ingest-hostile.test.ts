@@ -9,6 +9,7 @@ import { JetstreamServer } from '../../rig/jetstream-server.ts'
 import { useTestDb } from '../../rig/mongo.ts'
 import { waitFor } from '../../rig/wait.ts'
 import { valueOf } from '../../src/metrics.ts'
+import { clientRef } from '../../rig/client-ref.ts'
 
 const t = useTestDb('ingest_hostile')
 const HOSTILE = 'did:plc:hostilehostilehostileho'
@@ -25,7 +26,7 @@ const nested = (open: string, close: string, depth: number) => `${open.repeat(de
 function hostile(i: number, timeUs: number): string | Uint8Array {
   const commit = (record: string, extra = '') =>
     `{"did":"${HOSTILE}","time_us":${timeUs},"kind":"commit","commit":{"rev":"${tid(i)}","operation":"create","collection":"${MOOD_NSID}","rkey":"${tid(i)}","cid":"bafyhostile${i}"${extra},"record":${record}}}`
-  const when = '"when":"2025-01-01T00:00:00Z"'
+  const when = '"when":"2025-01-01T00:00:00Z","ref":"hostile-client"'
   switch (i % 12) {
     case 0: return `{"did":"${HOSTILE}","time_us":${timeUs},"kind":"comm`
     case 1: return `{"did":12345,"time_us":${timeUs},"kind":"commit"}`
@@ -65,7 +66,7 @@ describe('ingest under a flood of hostile frames (stand-in Jetstream: the real o
         if (i % 100 === 50) {
           const rkey = tid(1_000_000 + i)
           // Valid, with `$`- and dotted keys beside the mood, which are not stored.
-          timeUs = server.publish({ did: GOOD, kind: 'commit', commit: { rev: rkey, operation: 'create', collection: MOOD_NSID, rkey, cid: `bafygood${i}`, record: { $type: MOOD_NSID, mood: `valid ${i}`, when: new Date().toISOString(), $extra: 1, 'dotted.key': 2 } } })
+          timeUs = server.publish({ did: GOOD, kind: 'commit', commit: { rev: rkey, operation: 'create', collection: MOOD_NSID, rkey, cid: `bafygood${i}`, record: { $type: MOOD_NSID, ref: clientRef(), mood: `valid ${i}`, when: new Date().toISOString(), $extra: 1, 'dotted.key': 2 } } })
           valid.add(rkey)
         }
         // Let the socket drain now and then, as a real server's stream would.

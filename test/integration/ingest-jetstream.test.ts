@@ -9,7 +9,7 @@ import { startIngest } from '../../rig/ingest.ts'
 import { JetstreamDaemon } from '../../rig/jetstream.ts'
 import { JetstreamServer } from '../../rig/jetstream-server.ts'
 import { snapshot as snapshotOf, useTestDb } from '../../rig/mongo.ts'
-import { createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, createMood, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 import { valueOf } from '../../src/metrics.ts'
@@ -73,12 +73,12 @@ describe('ingest from Jetstream (classic, the real server)', () => {
   })
 
   it('moods created, updated and deleted with @atproto/api follow in MongoDB', async () => {
-    const created = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'via jetstream', when: '2025-02-03T04:05:06.000Z' } })
+    const created = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'via jetstream', when: '2025-02-03T04:05:06.000Z' } })
     const rkey = created.data.uri.split('/').pop()!
     const doc = await waitFor(() => byRkey(alice.did, rkey).then((d) => d ?? undefined), { what: 'the mood' })
     expect(doc).toMatchObject({ user: 'auth0|alice', mood: 'via jetstream', when: new Date('2025-02-03T04:05:06.000Z'), atproto: { cid: created.data.cid } })
 
-    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, mood: 'edited via jetstream', when: '2025-02-03T04:05:06.000Z' } })
+    const put = await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'edited via jetstream', when: '2025-02-03T04:05:06.000Z' } })
     await waitFor(async () => (await byRkey(alice.did, rkey))?.atproto?.cid === put.data.cid, { what: 'the update' })
     await alice.agent.com.atproto.repo.deleteRecord({ repo: alice.did, collection: MOOD_NSID, rkey })
     await waitFor(async () => (await byRkey(alice.did, rkey))?.deleted === true, { what: 'the delete' })
@@ -86,7 +86,7 @@ describe('ingest from Jetstream (classic, the real server)', () => {
   })
 
   it('an invalid record is quarantined with its reason; the stream goes on', async () => {
-    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, validate: false, record: { $type: MOOD_NSID, mood: ['not', 'text'], when: 'now' } })
+    const bad = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, validate: false, record: { $type: MOOD_NSID, ref: clientRef(), mood: ['not', 'text'], when: 'now' } })
     const badRkey = bad.data.uri.split('/').pop()!
     const after = await post('after the invalid one')
     await waitFor(() => byRkey(alice.did, after.rkey).then((d) => d ?? undefined), { what: 'the valid mood after the invalid one' })
@@ -195,8 +195,8 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
       const did = 'did:plc:hostileframes0000000000'
       server.sendRaw('{"did": "did:plc:broken", "time_us": ')
       server.sendRaw(JSON.stringify({ did, time_us: Date.now() * 1000, kind: 'labels', labels: {} }))
-      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz22', operation: 'create', collection: MOOD_NSID, rkey: '3lbadbadbad22', cid: 'bafyreibad', record: { $type: MOOD_NSID, mood: ['not', 'text'], when: 'now' } } })
-      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz33', operation: 'create', collection: MOOD_NSID, rkey: '3lgoodgood222', cid: 'bafyreigood', record: { $type: MOOD_NSID, mood: 'after the noise', when: new Date().toISOString() } } })
+      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz22', operation: 'create', collection: MOOD_NSID, rkey: '3lbadbadbad22', cid: 'bafyreibad', record: { $type: MOOD_NSID, ref: clientRef(), mood: ['not', 'text'], when: 'now' } } })
+      server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz33', operation: 'create', collection: MOOD_NSID, rkey: '3lgoodgood222', cid: 'bafyreigood', record: { $type: MOOD_NSID, ref: clientRef(), mood: 'after the noise', when: new Date().toISOString() } } })
       await waitFor(() => byRkey(did, '3lgoodgood222').then((d) => d ?? undefined), { what: 'the valid mood after bad frames' })
       const q = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: source.id }).toArray()
       expect(q.map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/malformed JSON/), expect.stringMatching(/unknown event kind "labels"/), expect.stringMatching(/mood/)]))

@@ -5,7 +5,7 @@ import { COLLECTIONS } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { compareWithRepos, inSync } from '../../rig/repos.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
@@ -28,9 +28,9 @@ function churn(accounts: readonly TestAccount[]) {
         await victim!.who.agent.com.atproto.repo.deleteRecord({ repo: victim!.who.did, collection: MOOD_NSID, rkey: victim!.rkey })
       } else if (roll < 0.3 && live.length > 0) {
         const target = live[Math.floor(Math.random() * live.length)]!
-        await target.who.agent.com.atproto.repo.putRecord({ repo: target.who.did, collection: MOOD_NSID, rkey: target.rkey, record: { $type: MOOD_NSID, mood: `edit ${ops}`, when: new Date().toISOString() } })
+        await target.who.agent.com.atproto.repo.putRecord({ repo: target.who.did, collection: MOOD_NSID, rkey: target.rkey, record: { $type: MOOD_NSID, ref: clientRef(), mood: `edit ${ops}`, when: new Date().toISOString() } })
       } else {
-        const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: `mood ${ops}`, when: new Date().toISOString() } })
+        const res = await who.agent.com.atproto.repo.createRecord({ repo: who.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: `mood ${ops}`, when: new Date().toISOString() } })
         live.push({ who, rkey: res.data.uri.split('/').pop()! })
       }
       ops++

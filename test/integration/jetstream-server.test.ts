@@ -60,7 +60,7 @@ const url = (base: string, params: [string, string | number][]) => {
 }
 
 const mood = (did: string, rkey: string) =>
-  ({ did, kind: 'commit', commit: { rev: `rev-${rkey}`, operation: 'create', collection: MOOD, rkey, record: { $type: MOOD, mood: rkey, when: '2025-01-01T00:00:00.000Z' }, cid: `bafy${rkey}` } }) as const
+  ({ did, kind: 'commit', commit: { rev: `rev-${rkey}`, operation: 'create', collection: MOOD, rkey, record: { $type: MOOD, ref: `client:${rkey}`, mood: rkey, when: '2025-01-01T00:00:00.000Z' }, cid: `bafy${rkey}` } }) as const
 const post = (did: string, rkey: string) =>
   ({ did, kind: 'commit', commit: { rev: `rev-${rkey}`, operation: 'delete', collection: POST, rkey } }) as const
 const rkeys = (events: JetstreamEvent[]) => events.map((e) => (e.kind === 'commit' ? e.commit.rkey : e.kind))

@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common-web'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MOOD_NSID, parseMood, toRecord } from '../../src/sync/mood.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 
 describe('a mood record on a real PDS', () => {
   let network: TestNetwork
@@ -28,7 +28,7 @@ describe('a mood record on a real PDS', () => {
     const created = await alice.agent.com.atproto.repo.createRecord({
       repo: alice.did,
       collection: MOOD_NSID,
-      record: { $type: MOOD_NSID, mood: 12345, when: 'last tuesday' },
+      record: { $type: MOOD_NSID, ref: clientRef(), mood: 12345, when: 'last tuesday' },
     })
     expect(created.data.validationStatus).toBe('unknown')
     const got = await alice.agent.com.atproto.repo.getRecord({ repo: alice.did, collection: MOOD_NSID, rkey: created.data.uri.split('/').pop()! })

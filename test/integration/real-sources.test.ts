@@ -5,7 +5,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { GoatClient } from '../../rig/goat.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb, type TestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { Topology } from '../../rig/topology.ts'
 import { waitFor } from '../../rig/wait.ts'
 
@@ -61,10 +61,10 @@ describe('every source mode against the real servers', () => {
   })
 
   it('a mood created, updated and deleted with goat follows in MongoDB through every source', async () => {
-    const created = await goat.create({ $type: MOOD_NSID, mood: 'from goat', when: '2026-01-02T03:04:05.000Z' })
+    const created = await goat.create({ $type: MOOD_NSID, ref: clientRef(), mood: 'from goat', when: '2026-01-02T03:04:05.000Z' })
     await inEvery('the goat create', (doc) => doc?.mood === 'from goat' && doc.user === 'auth0|alice' && doc.atproto?.cid === created.cid, () => created.rkey)
 
-    const updated = await goat.update(created.rkey, { $type: MOOD_NSID, mood: 'edited by goat', when: '2026-01-02T03:04:05.000Z' })
+    const updated = await goat.update(created.rkey, { $type: MOOD_NSID, ref: clientRef(), mood: 'edited by goat', when: '2026-01-02T03:04:05.000Z' })
     expect(updated.cid).not.toBe(created.cid)
     await inEvery('the goat update', (doc) => doc?.mood === 'edited by goat' && doc.atproto?.cid === updated.cid, () => created.rkey)
 
@@ -73,7 +73,7 @@ describe('every source mode against the real servers', () => {
   })
 
   it('a mood from @atproto/api arrives through every source, once', async () => {
-    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'from @atproto/api', when: new Date().toISOString() } })
+    const res = await alice.agent.com.atproto.repo.createRecord({ repo: alice.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'from @atproto/api', when: new Date().toISOString() } })
     const rkey = res.data.uri.split('/').pop()!
     await inEvery('the @atproto/api mood', (doc) => doc?.mood === 'from @atproto/api' && doc.atproto?.cid === res.data.cid, () => rkey)
     for (const mode of MODES) expect(await moods(mode).countDocuments({ 'atproto.rkey': rkey })).toBe(1)

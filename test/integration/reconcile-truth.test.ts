@@ -11,7 +11,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { cliRunner } from '../../rig/cli.ts'
 import { freePort } from '../../rig/daemon.ts'
 import { snapshot, useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 
 const t = useTestDb('reconcile_truth')
@@ -44,7 +44,7 @@ describe('status and the reconcile commands tell the truth', () => {
     const rkeys = texts.map(() => TID.nextStr())
     await who.agent.com.atproto.repo.applyWrites({
       repo: who.did,
-      writes: texts.map((mood, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: rkeys[i]!, value: { $type: MOOD_NSID, mood, when: new Date().toISOString() } })),
+      writes: texts.map((mood, i) => ({ $type: 'com.atproto.repo.applyWrites#create', collection: MOOD_NSID, rkey: rkeys[i]!, value: { $type: MOOD_NSID, mood, ref: clientRef(), when: new Date().toISOString() } })),
     })
     return rkeys
   }
@@ -155,7 +155,7 @@ describe('status and the reconcile commands tell the truth', () => {
     // Another client edits one migrated record per user: MongoDB then differs.
     for (let i = 0; i < ACCOUNTS; i++) {
       const doc = (await moods().findOne({ user: userOf(i), _id: { $in: unwrittenIds } }))!
-      await accounts[i]!.agent.com.atproto.repo.putRecord({ repo: accounts[i]!.did, collection: MOOD_NSID, rkey: doc.atproto!.rkey!, record: { $type: MOOD_NSID, mood: `edited elsewhere ${i}`, when: doc.when.toISOString() } })
+      await accounts[i]!.agent.com.atproto.repo.putRecord({ repo: accounts[i]!.did, collection: MOOD_NSID, rkey: doc.atproto!.rkey!, record: { $type: MOOD_NSID, ref: doc._id.toHexString(), mood: `edited elsewhere ${i}`, when: doc.when.toISOString() } })
     }
     expect(await moods().countDocuments({ 'atproto.rkey': { $in: directRkeys } })).toBe(0)
     const records = await recordsOnAtproto()

@@ -11,7 +11,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { DecryptError, SecretBox } from '../../src/writer/secret-box.ts'
 import { Writer } from '../../src/writer/writer.ts'
 import { snapshot, useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { PdsProxy } from '../../rig/pds-proxy.ts'
 
 const t = useTestDb('writer_outcome')
@@ -168,7 +168,7 @@ describe('writer outcomes', () => {
     const writer = new Writer(t.db, { pdsUrl: proxy.url, log })
     const posted = [await writer.post({ user: fay, text: 'one' }), await writer.post({ user: fay, text: 'two' })]
     // A record from another client, which MongoDB does not have (no indexer here): forget erases it too.
-    await accounts.get('fay')!.agent.com.atproto.repo.createRecord({ repo: accounts.get('fay')!.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'elsewhere', when: new Date().toISOString() } })
+    await accounts.get('fay')!.agent.com.atproto.repo.createRecord({ repo: accounts.get('fay')!.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'elsewhere', when: new Date().toISOString() } })
     const everything = [COLLECTIONS.moods, COLLECTIONS.forgotten, COLLECTIONS.credentials, COLLECTIONS.sessions, COLLECTIONS.users]
     const dbBefore = await snapshot(t.db, everything)
     const repoBefore = await rkeysOf('fay')

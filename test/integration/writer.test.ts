@@ -7,10 +7,10 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { COLLECTIONS, type MoodDoc } from '../../src/store/collections.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
 import type { IngestService } from '../../src/app/service.ts'
-import { StaleEditError, Writer } from '../../src/writer/writer.ts'
+import { InvalidMoodError, StaleEditError, Writer } from '../../src/writer/writer.ts'
 import { startIngest } from '../../rig/ingest.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
 import { PdsProxy } from '../../rig/pds-proxy.ts'
 import { waitFor } from '../../rig/wait.ts'
 
@@ -71,6 +71,25 @@ describe('writer: MongoDB first, then the PDS', () => {
     expect(await moods().countDocuments({ 'atproto.rkey': res.rkey })).toBe(1)
   })
 
+  it('a mood over 5,000 bytes is refused with its size before anything is stored; 5,000 bytes are written', async () => {
+    const ofBytes = (n: number) => '🌊'.repeat(Math.floor(n / 4)) + 'a'.repeat(n % 4)
+    const docsBefore = await moods().countDocuments()
+    const recordsBefore = (await listRkeys(alice)).length
+    const refusal = writer.post({ user: 'auth0|alice', text: ofBytes(5001) })
+    await expect(refusal).rejects.toBeInstanceOf(InvalidMoodError)
+    await expect(refusal).rejects.toMatchObject({ kind: 'oversize', message: 'mood is 5,001 bytes, over the published limit of 5,000 bytes' })
+    expect(await moods().countDocuments()).toBe(docsBefore)
+    expect((await listRkeys(alice)).length).toBe(recordsBefore)
+
+    const res = await writer.post({ user: 'auth0|alice', text: ofBytes(5000) })
+    expect(DONE).toContain(res.state)
+    expect((await record(alice, res.rkey!))?.value).toEqual({ $type: MOOD_NSID, mood: ofBytes(5000), when: expect.any(String), ref: res.id })
+    // An edit past the limit is refused the same way, and leaves the mood as it was.
+    await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: `${ofBytes(5000)}!` })).rejects.toMatchObject({ kind: 'oversize', message: 'mood is 5,001 bytes, over the published limit of 5,000 bytes' })
+    expect((await moods().findOne({ _id: new ObjectId(res.id) }))?.mood).toBe(ofBytes(5000))
+    expect((await record(alice, res.rkey!))?.value).toMatchObject({ mood: ofBytes(5000) })
+  })
+
   it('an edit and a delete follow on both sides; a stale edit is refused', async () => {
     // Each step waits for the indexer's echo first: FerretDB v1 applies an update as a
     // read-modify-write, so an echo landing in the same instant as an edit can undo the edit
@@ -89,7 +108,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     // An edit made from the old version is stale, here...
     await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: 'from an old tab', expectCid: res.cid })).rejects.toBeInstanceOf(StaleEditError)
     // ...and when another client changed the record on the PDS meanwhile.
-    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: res.rkey!, record: { $type: MOOD_NSID, mood: 'edited elsewhere', when: new Date().toISOString() } })
+    await alice.agent.com.atproto.repo.putRecord({ repo: alice.did, collection: MOOD_NSID, rkey: res.rkey!, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'edited elsewhere', when: new Date().toISOString() } })
     await waitFor(async () => (await moods().findOne({ _id: new ObjectId(res.id) }))?.mood === 'edited elsewhere', { what: 'the other edit to arrive' })
     await expect(writer.edit({ user: 'auth0|alice', id: res.id, text: 'mine', expectCid: edited.cid })).rejects.toBeInstanceOf(StaleEditError)
     expect((await record(alice, res.rkey!))?.value).toMatchObject({ mood: 'edited elsewhere' })
@@ -293,7 +312,7 @@ describe('writer: MongoDB first, then the PDS', () => {
 
   it('forget leaves neither side holding the user\'s moods; running it again changes nothing', async () => {
     // A record from another client, that MongoDB may not have yet, is erased too.
-    await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'from elsewhere', when: new Date().toISOString() } })
+    await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'from elsewhere', when: new Date().toISOString() } })
     expect((await listRkeys(bob)).length).toBeGreaterThan(0)
     const first = await writer.forget({ user: 'auth0|bob' })
     expect(first.recordsDeleted).toBeGreaterThan(0)
@@ -308,7 +327,7 @@ describe('writer: MongoDB first, then the PDS', () => {
     // bring any erased mood back; a mood bob posts after being forgotten is indexed again.
     await ingest.destroy()
     await t.db.collection(COLLECTIONS.cursors).updateOne({ _id: 'firehose' as never }, { $set: { cursor: 0, instance: network.firehoseUrl } }, { upsert: true })
-    const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, mood: 'after forget', when: new Date().toISOString() } })
+    const after = await bob.agent.com.atproto.repo.createRecord({ repo: bob.did, collection: MOOD_NSID, record: { $type: MOOD_NSID, ref: clientRef(), mood: 'after forget', when: new Date().toISOString() } })
     ingest = await startIngest(t, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl }, { log })
     const afterRkey = after.data.uri.split('/').pop()!
     await waitFor(() => moods().findOne({ 'atproto.rkey': afterRkey }).then((d) => d ?? undefined), { timeoutMs: 90_000, what: 'the new mood after forget' })

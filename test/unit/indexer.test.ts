@@ -1,3 +1,4 @@
+import { clientRef } from '../../rig/client-ref.ts'
 import { MongoNetworkError } from 'mongodb'
 import { describe, expect, it } from 'vitest'
 import type { IngestEvent, Source, SourceStats } from '../../src/ingest/events.ts'
@@ -30,7 +31,7 @@ const note: CollectionDefinition<{ text: string }, { text: string }> = {
   parse: (r) => (typeof (r as { text?: unknown })?.text === 'string' ? { ok: true, value: { text: (r as { text: string }).text } } : { ok: false, reason: 'text must be a string' }),
   fields: (v) => ({ text: v.text }),
 }
-const mood = (rkey: string, text: string) => ({ action: 'upsert' as const, collection: MOOD_NSID, rkey, cid: `cid-${rkey}`, record: { $type: MOOD_NSID, mood: text, when: '2025-01-01T00:00:00Z' } })
+const mood = (rkey: string, text: string) => ({ action: 'upsert' as const, collection: MOOD_NSID, rkey, cid: `cid-${rkey}`, record: { $type: MOOD_NSID, ref: clientRef(), mood: text, when: '2025-01-01T00:00:00Z' } })
 
 describe('indexer on an in-memory store', () => {
   it('routes each op to its collection, quarantines what its definition refuses, and saves the last cursor', async () => {
@@ -94,7 +95,7 @@ describe('indexer on an in-memory store', () => {
     const store = new MemoryStore()
     const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)
     const events: IngestEvent[] = [
-      { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [{ action: 'upsert', collection: MOOD_NSID, rkey: '3kaaaaaaaaa22', cid: 'c', record: { $type: MOOD_NSID, mood: deep, when: '2025-01-01T00:00:00Z' } }] },
+      { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [{ action: 'upsert', collection: MOOD_NSID, rkey: '3kaaaaaaaaa22', cid: 'c', record: { $type: MOOD_NSID, ref: clientRef(), mood: deep, when: '2025-01-01T00:00:00Z' } }] },
       { kind: 'commit', cursor: 2, did: DID, rev: '3kbbbbbbbbb22', ops: [mood('3kbbbbbbbbb22', 'after it')] },
     ]
     await new Indexer({ store, source: scripted(events) }).run(new AbortController().signal)

@@ -38,21 +38,32 @@ describe('compareSubject', () => {
     const foreign = record(nextRkey(), 'from another app')
     const dupe = record(nextRkey(), 'same', synced._id.toHexString())
     const deletedDoc = doc('deleted both sides', { did: DID, rkey: nextRkey() }, { deleted: true })
+    // Refused by migration: still too long (its own kind, not drift), shortened since (to write), refused otherwise.
+    const tooLong = doc('x'.repeat(5001), { state: 'failed', error: 'mood is 5,001 bytes, over the published limit of 5,000 bytes', refused: 'oversize' })
+    const shortened = doc('short now', { state: 'failed', error: 'mood is 5,001 bytes, over the published limit of 5,000 bytes', refused: 'oversize' })
+    const refused = doc('refused', { state: 'failed', error: 'some other reason', refused: 'invalid' })
 
     const diff = compareSubject({
       did: DID,
       user: USER,
       invalid: 2,
+      noRef: 3,
+      legacyText: 4,
+      oversize: 5,
+      legacyMongoId: 6,
       records: [syncedRec, legacyRec, editedRec, writtenRec, lostLinkRec, foreign, dupe],
-      docs: [synced, legacy, edited, gone, never, noAccountState, pending, written, lostLink, deletedDoc],
+      docs: [synced, legacy, edited, gone, never, noAccountState, pending, written, lostLink, deletedDoc, tooLong, shortened, refused],
     })
-    expect(countsOf(diff)).toEqual({ inSync: 3, atprotoOnly: 2, mongoOnly: 1, unmigrated: 2, differs: 1, duplicates: 1, unconfirmed: 1, noAccount: 0, invalid: 2 })
+    expect(countsOf(diff)).toEqual({ inSync: 3, atprotoOnly: 2, mongoOnly: 1, unmigrated: 3, differs: 1, duplicates: 1, unconfirmed: 1, noAccount: 0, invalid: 2, noRef: 3, legacyText: 4, oversize: 5, legacyMongoId: 6, tooLong: 1, refused: 1 })
+    expect(diff.tooLong).toEqual([tooLong])
+    expect(diff.refused).toEqual([refused])
     expect(diff.links.map((op) => op.rkey)).toEqual([lostLinkRec.rkey])
     expect(diff.duplicates).toEqual([{ ref: synced._id.toHexString(), keep: syncedRec.rkey, drop: [dupe.rkey] }])
     expect(diff.confirmable.map((op) => op.rkey)).toEqual([written.atproto!.rkey])
     expect(diff.unrecorded.map((op) => op.rkey)).toEqual([legacyRec.rkey])
-    expect(diff.unmigrated).toEqual([never, noAccountState])
-    expect(driftOf(countsOf(diff))).toBe(2 + 1 + 2 + 1 + 1 + 1)
+    expect(diff.unmigrated).toEqual([never, noAccountState, shortened])
+    // Refused moods and refused records are not drift: no command can write them as they are.
+    expect(driftOf(countsOf(diff))).toBe(2 + 1 + 3 + 1 + 1 + 1)
   })
 
   it('keeps the record MongoDB points to, else the oldest', () => {

@@ -18,6 +18,12 @@ const COLUMNS: [keyof StatusCounts, string][] = [
   ['unconfirmed', 'unconfirmed'],
   ['noAccount', 'no account'],
   ['invalid', 'invalid'],
+  ['noRef', 'no ref'],
+  ['legacyText', 'legacy text'],
+  ['oversize', 'oversize'],
+  ['legacyMongoId', 'legacy mongoId'],
+  ['tooLong', 'too long'],
+  ['refused', 'refused'],
 ]
 
 export const status: Command = {
@@ -52,6 +58,8 @@ function humanStatus(result: StatusReport): string {
     '',
     'atproto only: record not in MongoDB (repair restores) · record gone: deleted on ATProto (repair marks deleted) · never written: no record yet (migrate/repair push)',
     'differs: MongoDB says otherwise (repair takes the record) · duplicates: extra records sharing a ref (dedupe --delete) · unconfirmed: outbox writes not seen on ATProto (repair retries)',
+    'not drift: invalid, no ref (neither ref nor mongoId), legacy text (text instead of mood), oversize (over 5,000 bytes): records quarantined · legacy mongoId: valid records naming their mood by mongoId (moodsync normalize rewrites them, and legacy text ones that name their mood)',
+    'too long: moods over 5,000 bytes the published schema refuses (migration marked them; shorten them to write them) · refused: moods it refuses for another reason',
     '(deactivated), (takendown), (suspended): the account is not active; its visible moods count as record gone (repair hides them)',
   )
   return lines.join('\n')

@@ -10,42 +10,42 @@ type $nsid = typeof $nsid
 
 export { $nsid }
 
-/** One mood. Older records may carry the MongoDB id under 'mongoId' instead of 'ref'; readers accept it, writers never write it. */
+/** A mood entry from Aesthetic Computer. Compatible both ways with the published schema (lexicons-published/): the same required fields and bounds. */
 type Main = {
   $type: 'computer.aesthetic.mood'
 
   /**
-   * The mood's text. At most 5,000 graphemes; the byte bound admits 5,000 of the longest emoji (35 UTF-8 bytes each).
+   * The mood text content. At most 5,000 UTF-8 bytes (Lexicon's maxLength counts bytes).
    */
   mood: string
 
   /**
-   * When the mood was posted.
+   * When the mood was created (ISO 8601)
    */
   when: l.DatetimeString
 
   /**
-   * The id of the aesthetic.computer MongoDB document this mood came from, for two-way lookups. Absent on moods posted from other clients.
+   * Reference to source database record for bidirectional sync: the id of the aesthetic.computer MongoDB document the mood came from.
    */
-  ref?: string
+  ref: string
+
+  /**
+   * Legacy: about 222 early records carry the MongoDB id here instead of 'ref'. Readers take it as the ref; writers never write it (moodsync normalize rewrites such records with 'ref').
+   */
+  mongoId?: string
 }
 
 export type { Main }
 
-/** One mood. Older records may carry the MongoDB id under 'mongoId' instead of 'ref'; readers accept it, writers never write it. */
+/** A mood entry from Aesthetic Computer. Compatible both ways with the published schema (lexicons-published/): the same required fields and bounds. */
 const main = /*#__PURE__*/ l.record<'tid', Main>(
   'tid',
   $nsid,
   /*#__PURE__*/ l.object({
-    mood: /*#__PURE__*/ l.string({
-      minLength: 1,
-      maxGraphemes: 5000,
-      maxLength: 175000,
-    }),
+    mood: /*#__PURE__*/ l.string({ maxLength: 5000 }),
     when: /*#__PURE__*/ l.string({ format: 'datetime' }),
-    ref: /*#__PURE__*/ l.optional(
-      /*#__PURE__*/ l.string({ minLength: 1, maxLength: 128 }),
-    ),
+    ref: /*#__PURE__*/ l.string(),
+    mongoId: /*#__PURE__*/ l.optional(/*#__PURE__*/ l.string()),
   }),
 )
 
