@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeLexiconCommand } from '../../src/cli/commands/lexicon.ts'
 import { main } from '../../src/cli/main.ts'
-import { loadLexiconDir } from '../../src/lexicon-contract/check.ts'
+import { loadLexiconDir, sameDoc } from '../../src/lexicon-contract/check.ts'
 import { SCHEMA_NSID } from '../../src/lexicon-contract/published.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
 
@@ -91,6 +91,9 @@ describe('moodsync lexicon publish and check --published, on a real PDS', () => 
     expect(byDid.json.ok).toBe(true)
     expect(byDid.json.identical).toEqual([NSID])
     expect(byDid.json.source).toEqual([{ did: authority.did, pds: network.pdsUrl, uri: published.uri, cid: published.cid }])
+    // Whether lexicons-published/ still equals what is now published (it does only if lexicons/ equals the pin).
+    const [pinned] = await loadLexiconDir('lexicons-published')
+    expect(byDid.json.pinnedUpToDate).toEqual(sameDoc(local!, pinned!) ? [NSID] : [])
 
     const byDns = await cli(['lexicon', 'check', '--published', '--json'], { dns: true })
     expect(byDns.code).toBe(0)
