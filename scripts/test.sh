@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole suite: generated code fresh, types sound, then unit and integration tests.
+# The whole suite: generated code fresh, lexicons compatible with the published ones, types sound, then unit and integration tests.
 # Run through scripts/with-node.sh (npm test does), which provides Node 22 and node_modules.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -7,6 +7,9 @@ mkdir -p .cache
 
 echo "== moodsync codegen --check"
 node bin/moodsync.js codegen --check
+
+echo "== moodsync lexicon check (lexicons/ against the pinned published schema)"
+node bin/moodsync.js lexicon check
 
 echo "== typecheck (tsc)"
 tsc -p tsconfig.json

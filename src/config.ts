@@ -33,6 +33,11 @@ export interface Config {
   idleTimeoutSeconds: number
   /** The jobs lease (retry and backfill workers): another process takes over this long after the holder dies. */
   leaseSeconds: number
+  /**
+   * The account that publishes `lexicons/` (`moodsync lexicon publish`, on PDS_URL): its handle
+   * or DID and its password (LEXICON_AUTHORITY_HANDLE, LEXICON_AUTHORITY_PASSWORD). Never logged.
+   */
+  lexiconAuthority: { identifier: string | undefined; password: string | undefined }
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -101,7 +106,16 @@ export function parseConfig(env: Env): Config {
     },
     idleTimeoutSeconds: seconds('MOODSYNC_IDLE_TIMEOUT_SECONDS', get('MOODSYNC_IDLE_TIMEOUT_SECONDS')),
     leaseSeconds: seconds('MOODSYNC_LEASE_SECONDS', get('MOODSYNC_LEASE_SECONDS')),
+    lexiconAuthority: {
+      identifier: optional(env.LEXICON_AUTHORITY_HANDLE?.trim()),
+      // Never echoed: it is the authority account's password.
+      password: optional(env.LEXICON_AUTHORITY_PASSWORD),
+    },
   }
+}
+
+function optional(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value
 }
 
 function mongoUri(name: string, value: string): string {
@@ -180,6 +194,14 @@ function port(name: string, value: string): number {
     throw new ConfigError(name, `"${value}" is not a port number (0-65535)`)
   }
   return n
+}
+
+/** For `moodsync lexicon publish`: the authority account's identifier and password must be set. */
+export function requireLexiconAuthority(config: Config): { identifier: string; password: string } {
+  const { identifier, password } = config.lexiconAuthority
+  if (identifier === undefined) throw new ConfigError('LEXICON_AUTHORITY_HANDLE', 'is required to publish lexicons (the handle or DID of the account that publishes them)')
+  if (password === undefined) throw new ConfigError('LEXICON_AUTHORITY_PASSWORD', 'is required to publish lexicons (the password of LEXICON_AUTHORITY_HANDLE)')
+  return { identifier, password }
 }
 
 /** For the commands that store or read encrypted credentials: the secret must be set. */

@@ -8,6 +8,7 @@ import { repair } from './commands/repair.ts'
 import { status } from './commands/status.ts'
 import { ingest } from './commands/ingest.ts'
 import { codegen } from './commands/codegen.ts'
+import { lexicon } from './commands/lexicon.ts'
 import { del, forget, post, sealCredentials } from './commands/writer-commands.ts'
 import { rotateSecret } from './commands/rotate-secret.ts'
 import { setup } from './commands/setup.ts'
@@ -27,7 +28,7 @@ export function hasDevTools(): boolean {
   }
 }
 
-const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, normalize, post, del, forget, sealCredentials, rotateSecret, setup, ...(hasDevTools() ? [codegen] : [])]
+const COMMANDS: Command[] = [ingest, backfill, status, repair, dedupe, migrate, normalize, post, del, forget, sealCredentials, rotateSecret, setup, lexicon, ...(hasDevTools() ? [codegen] : [])]
 
 function help(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length))
