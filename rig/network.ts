@@ -100,3 +100,14 @@ export async function createMood(account: TestAccount, mood: string, when = new 
   return { rkey: res.data.uri.split('/').pop()!, cid: res.data.cid }
 }
 
+/** Every mood record in the account's repo, as listed by its PDS (all pages). */
+export async function listMoodRecords(account: TestAccount): Promise<{ rkey: string; cid: string; value: Record<string, unknown> }[]> {
+  const all: { rkey: string; cid: string; value: Record<string, unknown> }[] = []
+  let cursor: string | undefined
+  do {
+    const page = await account.agent.com.atproto.repo.listRecords({ repo: account.did, collection: MOOD_NSID, limit: 100, cursor })
+    all.push(...page.data.records.map((r) => ({ rkey: r.uri.split('/').pop()!, cid: r.cid, value: r.value as Record<string, unknown> })))
+    cursor = page.data.records.length > 0 ? page.data.cursor : undefined
+  } while (cursor)
+  return all
+}

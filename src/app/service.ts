@@ -38,6 +38,8 @@ export class IngestService implements AsyncDisposable {
   readonly #abort = new AbortController()
   readonly #workers: { run(signal: AbortSignal): Promise<void> }[] = []
   readonly #probe: StoreProbe
+  /** How many lease-guarded jobs this process has (none: no lease is taken). */
+  readonly #jobs: number
   /** Held by the one process that runs the retry and backfill workers. */
   readonly lease: Lease
   #running?: Promise<void>
@@ -56,7 +58,8 @@ export class IngestService implements AsyncDisposable {
       this.#workers.push(new LeasedWorker(this.lease, new RetryWorker(app.writer, { log, onStats: (stats) => Object.entries(stats).forEach(([state, n]) => gauge.set({ state }, n)) })))
     }
     if (app.config.autoBackfill) this.#workers.push(new LeasedWorker(this.lease, new BackfillWorker({ queue: app.store.backfill, sync: app.sync, log, metrics: this.metrics.backfill })))
-    if (this.#workers.length > 0) this.#workers.push(this.lease)
+    this.#jobs = this.#workers.length
+    if (this.#jobs > 0) this.#workers.push(this.lease)
     // Often enough to see a hung MongoDB well within the limit it is judged by.
     const probeMs = Math.min(5_000, Math.max(200, (app.config.health.maxDisconnectedSeconds * 1000) / 4))
     this.#probe = new StoreProbe({ ping: () => app.store.ping(), intervalMs: probeMs, timeoutMs: probeMs, log })
@@ -143,7 +146,7 @@ export class IngestService implements AsyncDisposable {
       storeFailingForSeconds: storeFailingFor,
       storeError: probe.lastError ?? null,
       // Which replica runs the retry and backfill workers: this one, or another.
-      jobs: this.#workers.length === 0 ? 'off' : this.lease.held ? `running here (${this.lease.holder})` : 'another process holds the lease',
+      jobs: this.#jobs === 0 ? 'off' : this.lease.held ? `running here (${this.lease.holder})` : 'another process holds the lease',
     }
   }
 

@@ -1,17 +1,13 @@
 import { spawnSync } from 'node:child_process'
 import { createServer, type Server } from 'node:net'
 import { dirname } from 'node:path'
-import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { useTestDb } from '../../rig/mongo.ts'
+import { sink } from '../../rig/sink.ts'
 
 const t = useTestDb('first_run')
 
-function sink() {
-  let text = ''
-  return { stream: new Writable({ write: (c, _e, done) => ((text += c.toString()), done()) }), text: () => text }
-}
 
 // What a newcomer meets first: a missing tool or a busy port is one line to act on.
 describe('first run', () => {

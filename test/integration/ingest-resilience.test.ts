@@ -134,7 +134,11 @@ describe('ingest resilience', () => {
       expect(health).toMatchObject({ storeFailing: true })
 
       await proxy.up()
-      await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 60_000, what: 'convergence after MongoDB came back' })
+      // The whole PDS history replays after the outage (it started from cursor 0): on FerretDB
+      // (~15 ms an upsert), beside the other test files, that can take a minute.
+      await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 150_000, what: 'convergence after MongoDB came back' }).catch(async (err) => {
+        throw new Error(`${(err as Error).message}: applied cursor ${state.appliedCursor}, store failing since ${state.storeFailingSince ?? 'never'}; ${JSON.stringify(await compareWithRepos(outageDb, accounts)).slice(0, 500)}`)
+      })
       expect(state.storeFailingSince).toBeUndefined()
       expect(await valueOf(service.indexer.metrics.storeErrors)).toBeGreaterThan(0)
     } finally {
@@ -144,7 +148,7 @@ describe('ingest resilience', () => {
       await t.client.db(db.name).dropDatabase()
     }
     expect(violations).toEqual([])
-  })
+  }, 300_000)
 
   it('MongoDB that hangs (answers nothing) is reported like one that refuses, within the same limit; shutdown does not wait on it', async () => {
     const { proxy, db } = await behindProxy('hung')

@@ -1,20 +1,16 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeLexiconCommand } from '../../src/cli/commands/lexicon.ts'
 import { main } from '../../src/cli/main.ts'
 import { loadLexiconDir, sameDoc } from '../../src/lexicon-contract/check.ts'
 import { SCHEMA_NSID } from '../../src/lexicon-contract/published.ts'
 import { TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { sink } from '../../rig/sink.ts'
 
 const NSID = 'computer.aesthetic.mood'
 
-function sink() {
-  let text = ''
-  return { stream: new Writable({ write: (c, _e, done) => ((text += c.toString()), done()) }), text: () => text }
-}
 
 describe('moodsync lexicon publish and check --published, on a real PDS', () => {
   let network: TestNetwork

@@ -11,7 +11,7 @@ import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { cliRunner } from '../../rig/cli.ts'
 import { freePort } from '../../rig/daemon.ts'
 import { snapshot, useTestDb } from '../../rig/mongo.ts'
-import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount, listMoodRecords } from '../../rig/network.ts'
 import { TcpProxy } from '../../rig/tcp-proxy.ts'
 
 const t = useTestDb('reconcile_truth')
@@ -48,16 +48,7 @@ describe('status and the reconcile commands tell the truth', () => {
     })
     return rkeys
   }
-  const listRecords = async (who: TestAccount) => {
-    const all: { rkey: string; cid: string; value: Record<string, unknown> }[] = []
-    let cursor: string | undefined
-    do {
-      const page = await who.agent.com.atproto.repo.listRecords({ repo: who.did, collection: MOOD_NSID, limit: 100, cursor })
-      all.push(...page.data.records.map((r) => ({ rkey: r.uri.split('/').pop()!, cid: r.cid, value: r.value as Record<string, unknown> })))
-      cursor = page.data.records.length > 0 ? page.data.cursor : undefined
-    } while (cursor)
-    return all
-  }
+  const listRecords = (who: TestAccount) => listMoodRecords(who)
   const recordsOnAtproto = async () => (await Promise.all(accounts.map(listRecords))).reduce((n, records) => n + records.length, 0)
   /**
    * Interrupts the command once `after` repos have been asked for (getRepo), the way an

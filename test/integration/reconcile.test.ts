@@ -15,7 +15,7 @@ import { RateBudget, WRITE_COST } from '../../src/writer/budget.ts'
 import { Writer } from '../../src/writer/writer.ts'
 import { cliRunner } from '../../rig/cli.ts'
 import { useTestDb } from '../../rig/mongo.ts'
-import { clientRef, TestNetwork, type TestAccount } from '../../rig/network.ts'
+import { clientRef, TestNetwork, type TestAccount, listMoodRecords } from '../../rig/network.ts'
 import { compareWithRepos, inSync } from '../../rig/repos.ts'
 
 const t = useTestDb('reconcile')
@@ -54,16 +54,7 @@ describe('status, dedupe, repair and migrate clean up the platform\'s real mess'
     const report = await json<StatusReport>('status')
     return { report, alice: report.subjects.find((s) => s.user === 'auth0|alice')!.counts, nobody: report.subjects.find((s) => s.user === 'auth0|nobody')!.counts }
   }
-  const listRecords = async () => {
-    const all: { rkey: string; cid: string; value: Record<string, unknown> }[] = []
-    let cursor: string | undefined
-    do {
-      const page = await alice.agent.com.atproto.repo.listRecords({ repo: alice.did, collection: MOOD_NSID, limit: 100, cursor })
-      all.push(...page.data.records.map((r) => ({ rkey: r.uri.split('/').pop()!, cid: r.cid, value: r.value as Record<string, unknown> })))
-      cursor = page.data.records.length > 0 ? page.data.cursor : undefined
-    } while (cursor)
-    return all
-  }
+  const listRecords = () => listMoodRecords(alice)
   const write = async (writes: { rkey: string; value: Record<string, unknown> }[]) => {
     for (let i = 0; i < writes.length; i += 200) {
       await alice.agent.com.atproto.repo.applyWrites({

@@ -1,18 +1,11 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { findStale, generate } from '../../src/codegen/codegen.ts'
+import { sink } from '../../rig/sink.ts'
 
-function sink() {
-  let text = ''
-  return {
-    stream: new Writable({ write: (c, _e, done) => ((text += c.toString()), done()) }),
-    text: () => text,
-  }
-}
 
 describe('codegen', () => {
   let dir: string

@@ -1,21 +1,17 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { Lexicons } from '@atproto/lexicon'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../../src/cli/main.ts'
 import { checkContract, loadLexiconDir, type ContractReport, type Deviation } from '../../src/lexicon-contract/check.ts'
 import { CORPUS } from '../../src/lexicon-contract/corpus.ts'
 import { authorityDomain, resolveLexiconDid } from '../../src/lexicon-contract/published.ts'
+import { sink } from '../../rig/sink.ts'
 
 const NSID = 'computer.aesthetic.mood'
 const FILE = 'computer/aesthetic/mood.json'
 
-function sink() {
-  let text = ''
-  return { stream: new Writable({ write: (c, _e, done) => ((text += c.toString()), done()) }), text: () => text }
-}
 
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out = sink()
