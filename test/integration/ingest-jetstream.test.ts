@@ -198,7 +198,11 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
       server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz22', operation: 'create', collection: MOOD_NSID, rkey: '3lbadbadbad22', cid: 'bafyreibad', record: { $type: MOOD_NSID, ref: clientRef(), mood: ['not', 'text'], when: 'now' } } })
       server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz33', operation: 'create', collection: MOOD_NSID, rkey: '3lgoodgood222', cid: 'bafyreigood', record: { $type: MOOD_NSID, ref: clientRef(), mood: 'after the noise', when: new Date().toISOString() } } })
       await waitFor(() => byRkey(did, '3lgoodgood222').then((d) => d ?? undefined), { what: 'the valid mood after bad frames' })
-      const q = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: source.id }).toArray()
+      // A batch's quarantine entries are written after its records: wait for all three.
+      const q = await waitFor(async () => {
+        const entries = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: source.id }).toArray()
+        return entries.length >= 3 ? entries : undefined
+      }, { what: 'the three quarantine entries' })
       expect(q.map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/malformed JSON/), expect.stringMatching(/unknown event kind "labels"/), expect.stringMatching(/mood/)]))
       expect(q.find((e) => e.rkey === '3lbadbadbad22')).toMatchObject({ did, cid: 'bafyreibad' })
       expect(q.find((e) => /malformed/.test(e.reason))?.raw).toBe('{"did": "did:plc:broken", "time_us": ')
