@@ -199,9 +199,10 @@ describe('ingest from Jetstream: hostile frames and a silently clamped cursor (s
       server.publish({ did, kind: 'commit', commit: { rev: '3zzzzzzzzzz33', operation: 'create', collection: MOOD_NSID, rkey: '3lgoodgood222', cid: 'bafyreigood', record: { $type: MOOD_NSID, ref: clientRef(), mood: 'after the noise', when: new Date().toISOString() } } })
       await waitFor(() => byRkey(did, '3lgoodgood222').then((d) => d ?? undefined), { what: 'the valid mood after bad frames' })
       // A batch's quarantine entries are written after its records: wait for all three.
+      const wanted = [/malformed JSON/, /unknown event kind "labels"/, /mood/]
       const q = await waitFor(async () => {
         const entries = await t.db.collection<QuarantineDoc>(COLLECTIONS.quarantine).find({ source: source.id }).toArray()
-        return entries.length >= 3 ? entries : undefined
+        return wanted.every((re) => entries.some((e) => re.test(e.reason))) && entries.some((e) => e.rkey === '3lbadbadbad22') ? entries : undefined
       }, { what: 'the three quarantine entries' })
       expect(q.map((e) => e.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/malformed JSON/), expect.stringMatching(/unknown event kind "labels"/), expect.stringMatching(/mood/)]))
       expect(q.find((e) => e.rkey === '3lbadbadbad22')).toMatchObject({ did, cid: 'bafyreibad' })
