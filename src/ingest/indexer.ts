@@ -1,3 +1,4 @@
+import { StoreError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
 import type { BackfillQueue } from '../store/backfill-queue.ts'
@@ -48,6 +49,12 @@ export interface IndexerOptions {
   cursorSaveIntervalMs?: number
   /** Backoff for a batch that fails to apply (MongoDB down): retried until it succeeds. */
   storeBackoff?: Backoff
+  /**
+   * A MongoDB operation still unanswered after this long is abandoned and tried again: the
+   * driver has no socket timeout, and a connection that went silent mid-request would hold the
+   * stream for ever. Applying again is idempotent.
+   */
+  storeTimeoutMs?: number
   /** Called once a batch is durable in MongoDB, with its last cursor (benchmarks time it). */
   onApplied?: (batch: readonly IngestEvent[], cursor: number | undefined) => void
 }
@@ -186,7 +193,7 @@ export class Indexer {
     for (;;) {
       try {
         this.state.storeBusySince = Date.now()
-        const value = await work().finally(() => (this.state.storeBusySince = undefined))
+        const value = await withDeadline(work(), this.#opts.storeTimeoutMs ?? DEFAULT_STORE_TIMEOUT_MS).finally(() => (this.state.storeBusySince = undefined))
         if (this.state.storeFailingSince !== undefined) this.#log.info('MongoDB is back; resuming')
         this.state.storeFailingSince = undefined
         return value
@@ -357,6 +364,23 @@ export class Indexer {
     this.metrics.accounts.inc({ action })
     this.#log.info({ did: event.did, active: event.active, status: event.status, action, records: changed }, 'account status')
   }
+}
+
+const DEFAULT_STORE_TIMEOUT_MS = 60_000
+
+/** MongoDB answered nothing within the deadline (the operation is abandoned, then retried). */
+export class StoreTimeoutError extends StoreError {
+  override name = 'StoreTimeoutError'
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreTimeoutError(`MongoDB did not answer within ${ms / 1000} s`)), ms)
+  })
+  // The abandoned operation may still settle; its outcome is not ours to report.
+  work.catch(() => {})
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer))
 }
 
 /** The last cursor in the batch, with its network time when the event carries one. */

@@ -137,7 +137,8 @@ describe('ingest resilience', () => {
       // The whole PDS history replays after the outage (it started from cursor 0): on FerretDB
       // (~15 ms an upsert), beside the other test files, that can take a minute.
       await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 150_000, what: 'convergence after MongoDB came back' }).catch(async (err) => {
-        throw new Error(`${(err as Error).message}: applied cursor ${state.appliedCursor}, store failing since ${state.storeFailingSince ?? 'never'}; ${JSON.stringify(await compareWithRepos(outageDb, accounts)).slice(0, 500)}`)
+        const busy = state.storeBusySince === undefined ? 'none' : `${Date.now() - state.storeBusySince} ms`
+        throw new Error(`${(err as Error).message}: applied cursor ${state.appliedCursor}, store failing since ${state.storeFailingSince ?? 'never'}, ${await valueOf(service.indexer.metrics.storeErrors)} store errors, operation in flight ${busy}; ${JSON.stringify(await compareWithRepos(outageDb, accounts)).slice(0, 500)}`)
       })
       expect(state.storeFailingSince).toBeUndefined()
       expect(await valueOf(service.indexer.metrics.storeErrors)).toBeGreaterThan(0)

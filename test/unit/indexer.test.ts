@@ -91,6 +91,24 @@ describe('indexer on an in-memory store', () => {
     expect(await valueOf(indexer.metrics.storeErrors)).toBe(3)
   })
 
+  it('a MongoDB operation that never answers is abandoned after the deadline and tried again (a hung connection cannot hold the stream)', async () => {
+    // A hand-made fault: the first apply never settles, as on a connection gone silent mid-request.
+    const store = new MemoryStore()
+    const records = store.records.bind(store)
+    let hung = 0
+    store.records = (collection: string) => {
+      const real = records(collection)
+      return { ...real, apply: async (ops: readonly RecordOp<object>[]) => (hung++ === 0 ? new Promise<never>(() => {}) : real.apply(ops)) }
+    }
+    const events: IngestEvent[] = [{ kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'after a hang')] }]
+    const indexer = new Indexer({ store, source: scripted(events), storeTimeoutMs: 50, storeBackoff: new Backoff({ baseMs: 1, maxMs: 2 }) })
+    await indexer.run(new AbortController().signal)
+    expect(store.live('moods')).toBe(1)
+    expect(store.quarantined).toEqual([])
+    expect(await valueOf(indexer.metrics.storeErrors)).toBe(1)
+    expect(await store.cursors.get('scripted')).toEqual({ cursor: 1, instance: 'test' })
+  })
+
   it('a record nested 100,000 deep is quarantined for its shape, not a stack overflow', async () => {
     const store = new MemoryStore()
     const deep = JSON.parse(`${'['.repeat(100_000)}${']'.repeat(100_000)}`)
