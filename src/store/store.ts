@@ -21,6 +21,7 @@ export class Store extends Database implements AsyncDisposable {
   readonly #log: Logger
   readonly #uri: string
   readonly #recordCollections?: readonly string[]
+  #probe?: MongoClient
 
   constructor(opts: StoreOptions) {
     // The driver lets constructor options override the connection string's: moodsync's default
@@ -50,8 +51,19 @@ export class Store extends Database implements AsyncDisposable {
     return migrated
   }
 
+  /**
+   * A health ping on a client of its own (one connection): probes never queue behind the
+   * work's operations, nor share the work's pool and monitor while MongoDB comes and goes (a
+   * shared client, pinged through an outage under load, was seen never to select the server
+   * again).
+   */
+  override async ping(): Promise<void> {
+    this.#probe ??= new MongoClient(this.#uri, { maxPoolSize: 1, serverSelectionTimeoutMS: 5_000, appName: 'moodsync-probe' })
+    await this.#probe.db(this.db.databaseName).command({ ping: 1 })
+  }
+
   async destroy(): Promise<void> {
-    await this.client.close()
+    await Promise.all([this.client.close(), this.#probe?.close().catch(() => {})])
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
