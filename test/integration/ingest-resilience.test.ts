@@ -108,7 +108,10 @@ describe('ingest resilience', () => {
   })
 
   it('MongoDB stopped and restarted mid-stream: it converges, and the cursor never passes an unapplied event', async () => {
-    const { proxy, db } = await behindProxy('outage', { serverSelectionTimeoutMS: '2000' })
+    // moodsync's default server selection timeout (10 s). With `serverSelectionTimeoutMS=2000`
+    // in the URI and the CPU busy, the driver was seen never to select the server again after
+    // the outage (48 selection errors in a row): an open question, in the notes.
+    const { proxy, db } = await behindProxy('outage')
     await t.client.db(db.name).collection(COLLECTIONS.cursors).insertOne({ _id: 'firehose' as never, cursor: 0, instance: network.firehoseUrl, updatedAt: new Date() })
     const service = await startIngest(db, { MOODSYNC_SOURCE: 'firehose', FIREHOSE_URL: network.firehoseUrl, PLC_URL: network.plcUrl })
     const state = service.indexer.state
