@@ -1,3 +1,4 @@
+import { MongoServerSelectionError } from 'mongodb'
 import { StoreError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
@@ -32,6 +33,8 @@ export interface IndexerStore {
   forgotten: Pick<ForgottenStore, 'since'>
   identities: Pick<IdentityStore, 'set'>
   records(collection: string): Pick<RecordStore<object>, 'apply' | 'hasDid' | 'withDocuments' | 'hideDid' | 'restoreDid' | 'deleteDid'>
+  /** Reopens the connection (Store does); called when MongoDB has been failing for long. */
+  reconnect?(): Promise<void>
 }
 
 export interface IndexerOptions {
@@ -79,6 +82,8 @@ export interface IndexerState {
   storeFailingSince?: number
   /** Set while a MongoDB operation of the indexer is in flight (a hung server answers nothing). */
   storeBusySince?: number
+  /** The last MongoDB failure's message, for the operator. */
+  lastStoreError?: string
 }
 
 /**
@@ -98,6 +103,7 @@ export class Indexer {
   #saveTimer?: NodeJS.Timeout
   #lastSave = 0
   #savedInstance?: string
+  #reconnectedAt = 0
 
   constructor(opts: IndexerOptions) {
     this.#opts = opts
@@ -201,12 +207,27 @@ export class Indexer {
         if (signal.aborted) return undefined
         this.metrics.storeErrors.inc()
         this.state.storeFailingSince ??= Date.now()
+        this.state.lastStoreError = (err as Error).message
+        await this.#reconnectIfWedged(err)
         const delay = backoff.next()
         this.#log.error({ err, retryInMs: Math.round(delay) }, 'MongoDB write failed; reading paused, retrying')
         await sleep(delay, signal)
         if (signal.aborted) return undefined
       }
     }
+  }
+
+  /**
+   * After `RECONNECT_AFTER_MS` of server selection failing without a break, the client is
+   * reopened (at most that often): a wedged driver monitor otherwise never recovers.
+   */
+  async #reconnectIfWedged(err: unknown): Promise<void> {
+    const since = this.state.storeFailingSince
+    if (!(err instanceof MongoServerSelectionError) || since === undefined || !this.#opts.store.reconnect) return
+    const now = Date.now()
+    if (now - since < RECONNECT_AFTER_MS || now - this.#reconnectedAt < RECONNECT_AFTER_MS) return
+    this.#reconnectedAt = now
+    await this.#opts.store.reconnect().catch((e) => this.#log.warn({ err: e }, 'could not reopen the MongoDB client; retrying'))
   }
 
   /**
@@ -367,6 +388,7 @@ export class Indexer {
 }
 
 const DEFAULT_STORE_TIMEOUT_MS = 60_000
+const RECONNECT_AFTER_MS = 30_000
 
 /** MongoDB answered nothing within the deadline (the operation is abandoned, then retried). */
 export class StoreTimeoutError extends StoreError {

@@ -62,6 +62,18 @@ export class Store extends Database implements AsyncDisposable {
     await this.#probe.db(this.db.databaseName).command({ ping: 1 })
   }
 
+  /**
+   * Closes the client and opens it again: a new topology, monitor and pool. The driver's
+   * monitor was seen, after an outage under load, never to check the server again (server
+   * selection failing for minutes on a stale error while MongoDB answered); this is the way
+   * out. Every view of the database keeps working: they reach the server through the client.
+   */
+  async reconnect(): Promise<void> {
+    this.#log.warn('MongoDB has failed server selection for long: reopening the client')
+    await this.client.close().catch(() => {})
+    await this.client.connect()
+  }
+
   async destroy(): Promise<void> {
     await Promise.all([this.client.close(), this.#probe?.close().catch(() => {})])
   }

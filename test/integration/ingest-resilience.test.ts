@@ -141,7 +141,7 @@ describe('ingest resilience', () => {
       // (~15 ms an upsert), beside the other test files, that can take a minute.
       await waitFor(async () => inSync(await compareWithRepos(outageDb, accounts)), { timeoutMs: 150_000, what: 'convergence after MongoDB came back' }).catch(async (err) => {
         const busy = state.storeBusySince === undefined ? 'none' : `${Date.now() - state.storeBusySince} ms`
-        throw new Error(`${(err as Error).message}: applied cursor ${state.appliedCursor}, store failing since ${state.storeFailingSince ?? 'never'}, ${await valueOf(service.indexer.metrics.storeErrors)} store errors, operation in flight ${busy}; ${JSON.stringify(await compareWithRepos(outageDb, accounts)).slice(0, 500)}`)
+        throw new Error(`${(err as Error).message}: applied cursor ${state.appliedCursor}, store failing since ${state.storeFailingSince ?? 'never'}, ${await valueOf(service.indexer.metrics.storeErrors)} store errors, operation in flight ${busy}, last error ${state.lastStoreError}; ${JSON.stringify(await compareWithRepos(outageDb, accounts)).slice(0, 500)}`)
       })
       expect(state.storeFailingSince).toBeUndefined()
       expect(await valueOf(service.indexer.metrics.storeErrors)).toBeGreaterThan(0)
