@@ -10,6 +10,15 @@ import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
 import { MemoryStore } from '../../rig/memory-store.ts'
 import { valueOf } from '../../src/metrics.ts'
 
+/** Every `apply` first asks `fault`: a promise it returns stands in for the store's answer; undefined lets the real apply run. */
+function faultyApply(store: MemoryStore, fault: () => Promise<never> | undefined): void {
+  const records = store.records.bind(store)
+  store.records = (collection: string) => {
+    const real = records(collection)
+    return { ...real, apply: async (ops: readonly RecordOp<object>[]) => fault() ?? real.apply(ops) }
+  }
+}
+
 /** A source that yields a fixed list of events, then ends (as a stream would on abort). */
 function scripted(events: IngestEvent[]): Source {
   const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
@@ -77,12 +86,8 @@ describe('indexer on an in-memory store', () => {
 
   it('a MongoDB that is unavailable is waited for: the batch is retried, nothing is quarantined', async () => {
     const store = new MemoryStore()
-    const records = store.records.bind(store)
     let failures = 3
-    store.records = (collection: string) => {
-      const real = records(collection)
-      return { ...real, apply: async (ops: readonly RecordOp<object>[]) => (failures-- > 0 ? Promise.reject(new MongoNetworkError('connection reset')) : real.apply(ops)) }
-    }
+    faultyApply(store, () => (failures-- > 0 ? Promise.reject(new MongoNetworkError('connection reset')) : undefined))
     const events: IngestEvent[] = [{ kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'waits')] }]
     const indexer = new Indexer({ store, source: scripted(events), storeBackoff: new Backoff({ baseMs: 1, maxMs: 2 }) })
     await indexer.run(new AbortController().signal)
@@ -94,12 +99,8 @@ describe('indexer on an in-memory store', () => {
   it('a MongoDB operation that never answers is abandoned after the deadline and tried again (a hung connection cannot hold the stream)', async () => {
     // A hand-made fault: the first apply never settles, as on a connection gone silent mid-request.
     const store = new MemoryStore()
-    const records = store.records.bind(store)
     let hung = 0
-    store.records = (collection: string) => {
-      const real = records(collection)
-      return { ...real, apply: async (ops: readonly RecordOp<object>[]) => (hung++ === 0 ? new Promise<never>(() => {}) : real.apply(ops)) }
-    }
+    faultyApply(store, () => (hung++ === 0 ? new Promise<never>(() => {}) : undefined))
     const events: IngestEvent[] = [{ kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'after a hang')] }]
     const indexer = new Indexer({ store, source: scripted(events), storeTimeoutMs: 50, storeBackoff: new Backoff({ baseMs: 1, maxMs: 2 }) })
     await indexer.run(new AbortController().signal)
