@@ -168,13 +168,13 @@ async function replay(path: keyof typeof PATHS, url: string, plcUrl: string, bac
     const timer = setTimeout(() => abort.abort(), TIMEOUT_MS)
     const source = new FirehoseSource({ url, idResolver: createIdResolver(plcUrl) })
     let commits = 0
-    for await (const event of source.events(abort.signal, backlog.from === undefined ? undefined : { cursor: backlog.from })) {
+    outer: for await (const events of source.events(abort.signal, backlog.from === undefined ? undefined : { cursor: backlog.from })) for (const event of events) {
       if (event.kind === 'commit') {
         commits++
         for (const op of event.ops) if (op.action === 'upsert') kept.add(`at://${event.did}/${op.collection}/${op.rkey} ${op.cid}`)
       }
       if (event.kind === 'invalid') throw new Error(`ours: invalid event: ${event.reason}`)
-      if (event.cursor !== undefined && event.cursor >= backlog.lastSeq) break
+      if (event.cursor !== undefined && event.cursor >= backlog.lastSeq) break outer
     }
     clearTimeout(timer)
     abort.abort()

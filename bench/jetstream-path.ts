@@ -103,9 +103,11 @@ async function oursSource(url: string, n: number): Promise<Sample> {
   const source = new JetstreamSource({ url })
   const started = performance.now()
   let count = 0
-  for await (const event of source.events(abort.signal)) {
-    if (event.kind !== 'commit') throw new Error(`unexpected ${event.kind} event`)
-    if (++count === n) break
+  outer: for await (const events of source.events(abort.signal)) {
+    for (const event of events) {
+      if (event.kind !== 'commit') throw new Error(`unexpected ${event.kind} event`)
+      if (++count === n) break outer
+    }
   }
   const ms = performance.now() - started
   abort.abort()

@@ -171,10 +171,11 @@ function noting(inner: Source, seen: Map<string, { at: number; cursor: number }>
     id: inner.id,
     instance: inner.instance,
     stats: inner.stats,
-    async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
-      for await (const event of inner.events(signal, from)) {
-        if (event.kind === 'commit') for (const op of event.ops) if (!seen.has(op.rkey)) seen.set(op.rkey, { at: performance.now(), cursor: event.cursor })
-        yield event
+    async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent[]> {
+      for await (const events of inner.events(signal, from)) {
+        const at = performance.now()
+        for (const event of events) if (event.kind === 'commit') for (const op of event.ops) if (!seen.has(op.rkey)) seen.set(op.rkey, { at, cursor: event.cursor })
+        yield events
       }
     },
   }

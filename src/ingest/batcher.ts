@@ -1,10 +1,10 @@
 /**
- * Groups a stream into batches of whatever is already waiting (at most `maxSize`), so a
+ * Regroups a stream of arrays into batches of whatever is already waiting (at most `maxSize`), so a
  * quiet stream applies each event at once and a busy one amortises writes. A background pump
  * reads ahead up to `highWater` items, then stops pulling: the source feels the backpressure
  * (and pauses its socket) instead of memory growing.
  */
-export async function* batches<T>(source: AsyncIterable<T>, opts: { maxSize: number; highWater: number }): AsyncGenerator<T[]> {
+export async function* batches<T>(source: AsyncIterable<readonly T[]>, opts: { maxSize: number; highWater: number }): AsyncGenerator<T[]> {
   const buffer: T[] = []
   let done = false
   let failure: { error: unknown } | undefined
@@ -22,8 +22,8 @@ export async function* batches<T>(source: AsyncIterable<T>, opts: { maxSize: num
 
   const pump = (async () => {
     try {
-      for await (const item of source) {
-        buffer.push(item)
+      for await (const items of source) {
+        for (const item of items) buffer.push(item)
         signalConsumer()
         while (buffer.length >= opts.highWater && !stop) await new Promise<void>((resolve) => (wakePump = resolve))
         if (stop) break

@@ -82,6 +82,8 @@ export interface SkipEvent {
   kind: 'skip'
   cursor: number
   emittedAt?: number
+  /** How many frames it stands for (a run of foreign commits is one skip), 1 when absent. */
+  count?: number
 }
 
 /**
@@ -96,7 +98,11 @@ export interface HeartbeatEvent {
   cursor?: number
 }
 
-/** A source of events: an async iterable that ends when `signal` aborts. */
+/**
+ * A source of events: an async iterable of arrays (whatever one read of the socket held, in
+ * stream order, never empty) that ends when `signal` aborts. Arrays, not single events: at a
+ * relay's rate the hop through async generators per event costs more than the event.
+ */
 export interface Source {
   /**
    * The logical source (`jetstream`, `firehose`, `tap`): one saved position each, so moving
@@ -105,7 +111,7 @@ export interface Source {
   readonly id: string
   /** The instance followed (its URL). */
   readonly instance: string
-  events(signal: AbortSignal, from?: SavedPosition): AsyncIterable<IngestEvent>
+  events(signal: AbortSignal, from?: SavedPosition): AsyncIterable<IngestEvent[]>
   readonly stats: SourceStats
   /**
    * Told of each batch once it is durable in MongoDB, for a source whose server keeps the

@@ -1,10 +1,13 @@
 import { decodeAll } from '@atproto/lex-cbor'
 import type { IdResolver } from '@atproto/identity'
-import { cborToLexRecord, readCar, readCarWithRoot, RepoVerificationError, verifyProofs } from '@atproto/repo'
+import { cborToLexRecord, readCarWithRoot } from '@atproto/repo'
+import { CommitProofError, proveCommit, type Claim } from '../atproto/commit-proof.ts'
 import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
 import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type SavedPosition, type Source, type SourceStats } from './events.ts'
+import { emptyScan, FrameScanner } from './firehose-scan.ts'
+import { RepoChain } from './repo-chain.ts'
 import { Watermark } from './watermark.ts'
 import { websocketFeed } from './websocket-feed.ts'
 
@@ -20,12 +23,22 @@ export interface FirehoseSourceOptions {
   highWater?: number
   /** A connection silent this long (no frame, no pong) is dropped and reopened (websocket-feed.ts). */
   idleTimeoutMs?: number
+  /** Repos whose commit chain is followed at most (least recently seen first out). */
+  maxChainRepos?: number
 }
 
 interface RepoOp {
   action: string
   path: string
   cid?: { toString(): string } | null
+}
+
+function bytesOf(frame: Uint8Array): Buffer {
+  return Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+}
+
+function latin1(frame: Uint8Array, range: readonly [number, number]): string {
+  return bytesOf(frame).toString('latin1', range[0], range[1])
 }
 
 /** The CID of an MST with no entries: the data root of every new repo. */
@@ -44,33 +57,43 @@ async function isEmptyRepo(blocks: unknown): Promise<boolean> {
 
 /**
  * `subscribeRepos` frames to events. A commit's op paths say whether it touches our collections
- * before anything else is decoded, so the (large majority of) commits that do not are skipped
- * without reading their CAR; those that do are verified (signature and MST proofs) and only
- * then decoded.
+ * before anything else is decoded (firehose-scan.ts), so the (large majority of) commits that
+ * do not are skipped without decoding them, and a run of them becomes one skip event. Those
+ * that do are verified (signature and MST proofs) and only then decoded. The repos we index
+ * have their sync 1.1 chain followed (repo-chain.ts): a commit that does not follow on from
+ * the last one queues that repo for a resync.
  */
 export class FirehoseSource implements Source {
   readonly id = 'firehose'
   readonly instance: string
-  /** `verifiedCommits`: commits whose signature and proofs were checked (every one kept). */
-  readonly stats: SourceStats & { verifiedCommits: number } = { connected: false, reconnects: 0, framesReceived: 0, verifiedCommits: 0 }
+  /**
+   * `verifiedCommits`: commits whose signature and proofs were checked (every one kept);
+   * `chainBreaks`: commits that did not follow on from their repo's last one.
+   */
+  readonly stats: SourceStats & { verifiedCommits: number; chainBreaks: number } = { connected: false, reconnects: 0, framesReceived: 0, verifiedCommits: 0, chainBreaks: 0 }
   readonly #opts: FirehoseSourceOptions
   readonly #log: Logger
-  /** `nsid/`, one per collection kept: a foreign op costs one `startsWith` each, no allocation. */
+  /** `nsid/`, one per collection kept. */
   readonly #prefixes: readonly string[]
+  readonly #scanner: FrameScanner
+  readonly #scan = emptyScan()
+  readonly #chain: RepoChain
 
   constructor(opts: FirehoseSourceOptions) {
     this.#opts = opts
     this.#prefixes = (opts.collections ?? [MOOD_NSID]).map((nsid) => `${nsid}/`)
+    this.#scanner = new FrameScanner(this.#prefixes)
+    this.#chain = new RepoChain(opts.maxChainRepos)
     this.#log = (opts.log ?? silentLogger).child({ component: 'firehose' })
     this.instance = opts.url
   }
 
-  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
+  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent[]> {
     let cursor = from?.cursor
     if (from?.instance !== undefined && from.instance !== this.instance) {
       // Sequence numbers are each relay's own: the saved one means nothing here.
       cursor = undefined
-      yield { kind: 'gap', reason: `moved from ${from.instance} to ${this.instance}: firehose sequence numbers do not carry over`, requested: from.cursor }
+      yield [{ kind: 'gap', reason: `moved from ${from.instance} to ${this.instance}: firehose sequence numbers do not carry over`, requested: from.cursor }]
     }
     const liveness = new Watermark({ timeCursors: false })
     const url = () => {
@@ -80,18 +103,90 @@ export class FirehoseSource implements Source {
       return u.toString()
     }
     const feed = { url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
-    for await (const message of websocketFeed(feed)) {
-      if (message.heartbeat !== undefined) {
+    for await (const messages of websocketFeed(feed)) {
+      const out: IngestEvent[] = []
+      let frames: Buffer[] = []
+      const parse = async () => {
+        if (frames.length === 0) return
+        for (const event of await this.parseFrames(frames)) {
+          if (event.cursor !== undefined) cursor = event.cursor
+          liveness.delivered('emittedAt' in event ? event.emittedAt : undefined)
+          out.push(event)
+        }
+        frames = []
+      }
+      for (const message of messages) {
+        if (message.heartbeat === undefined) {
+          frames.push(message.data)
+          continue
+        }
+        await parse()
         const beat = liveness.heartbeat(message.heartbeat)
-        if (beat) yield beat
+        if (beat) out.push(beat)
+      }
+      await parse()
+      if (out.length > 0) yield out
+    }
+  }
+
+  /**
+   * Frames, in stream order, to events. A run of foreign commits becomes one skip (its last
+   * seq and time, and how many). Never throws: bad input becomes `invalid`.
+   */
+  async parseFrames(frames: readonly Uint8Array[]): Promise<IngestEvent[]> {
+    const out: IngestEvent[] = []
+    let skipped = 0
+    let skipSeq = 0
+    let skipFrame: Uint8Array | undefined
+    let skipTime: [number, number] = [-1, -1]
+    const flushSkips = () => {
+      if (skipped === 0) return
+      const emittedAt = skipTime[0] < 0 ? Number.NaN : Date.parse(latin1(skipFrame!, skipTime))
+      out.push({ kind: 'skip', cursor: skipSeq, ...(Number.isNaN(emittedAt) ? {} : { emittedAt }), ...(skipped > 1 ? { count: skipped } : {}) })
+      skipped = 0
+    }
+    const scan = this.#scan
+    for (const frame of frames) {
+      if (this.#scanner.scanCommit(frame, scan) && !scan.ours) {
+        const resync = this.#chain.size > 0 ? this.#followForeign(frame) : undefined
+        if (resync) {
+          flushSkips()
+          out.push(resync)
+          continue
+        }
+        skipped++
+        skipSeq = scan.seq
+        skipFrame = frame
+        skipTime = [scan.time[0], scan.time[1]]
         continue
       }
-      for (const event of await this.parseFrame(message.data)) {
-        if (event.cursor !== undefined) cursor = event.cursor
-        liveness.delivered('emittedAt' in event ? event.emittedAt : undefined)
-        yield event
-      }
+      flushSkips()
+      for (const event of await this.parseFrame(frame)) out.push(event)
     }
+    flushSkips()
+    return out
+  }
+
+  /**
+   * A foreign commit of a repo whose chain we follow: its links are read from the bytes, not
+   * verified (a forged one could only cause a resync, and a resync reads and verifies the
+   * repo itself). A resync event when it breaks the chain.
+   */
+  #followForeign(frame: Uint8Array): IngestEvent | undefined {
+    const scan = this.#scan
+    const did = latin1(frame, scan.repo)
+    if (!this.#chain.has(did)) return undefined
+    const text = (range: [number, number]) => (range[0] < 0 ? undefined : latin1(frame, range))
+    const hex = (range: [number, number]) => (range[0] < 0 ? undefined : bytesOf(frame).toString('hex', range[0], range[1]))
+    const data = scan.blocks[0] < 0 || scan.commit[0] < 0 ? undefined : this.#scanner.commitData(frame, scan.blocks, scan.commit)
+    const broken = this.#chain.advance(did, { rev: text(scan.rev)!, since: text(scan.since), prevData: hex(scan.prevData), data })
+    return broken === undefined ? undefined : this.#chainBreak(scan.seq, did, broken)
+  }
+
+  #chainBreak(seq: number, did: string, reason: string): IngestEvent {
+    this.stats.chainBreaks++
+    this.#log.warn({ did, seq, reason }, 'repo chain broken: queued for a resync')
+    return { kind: 'resync', cursor: seq, did, reason: `chain break: ${reason}` }
   }
 
   /** One binary frame to events. Never throws: bad input becomes `invalid`. */
@@ -123,7 +218,7 @@ export class FirehoseSource implements Source {
         if (seq === undefined || did === undefined || typeof body.rev !== 'string' || !Array.isArray(body.ops)) {
           return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame lacks seq, repo, rev or ops' }]
         }
-        return this.#commit(seq, did, body.rev, body.ops as RepoOp[], body.blocks, emittedAt)
+        return this.#commit(seq, did, body, emittedAt)
       case '#account':
         if (seq === undefined || did === undefined || typeof body.active !== 'boolean') {
           return [{ kind: 'invalid', cursor: seq, did, reason: 'account frame lacks seq, did or active' }]
@@ -135,6 +230,7 @@ export class FirehoseSource implements Source {
       case '#sync':
         // The repo was reset to a new state without a diff: only a backfill can tell what changed.
         if (seq === undefined || did === undefined) return [{ kind: 'invalid', cursor: seq, did, reason: 'sync frame lacks seq or did' }]
+        this.#chain.forget(did)
         // Every new account announces its empty repo this way: nothing to catch up on.
         if (await isEmptyRepo(body.blocks)) return [{ kind: 'skip', cursor: seq, emittedAt }]
         return [{ kind: 'resync', cursor: seq, did, reason: 'repo sync event: state replaced without a diff' }]
@@ -148,26 +244,28 @@ export class FirehoseSource implements Source {
     }
   }
 
-  async #commit(seq: number, did: string, rev: string, ops: RepoOp[], blocks: unknown, emittedAt?: number): Promise<IngestEvent[]> {
+  async #commit(seq: number, did: string, body: Record<string, unknown>, emittedAt?: number): Promise<IngestEvent[]> {
+    const rev = body.rev as string
     const ours: { op: RepoOp; collection: string; rkey: string }[] = []
-    for (const op of ops) {
+    for (const op of body.ops as RepoOp[]) {
       if (typeof op?.path !== 'string') continue
       const prefix = this.#prefixes.find((p) => op.path.startsWith(p))
       if (prefix !== undefined) ours.push({ op, collection: prefix.slice(0, -1), rkey: op.path.slice(prefix.length) })
     }
     if (ours.length === 0) return [{ kind: 'skip', cursor: seq, emittedAt }]
+    const blocks = body.blocks
     if (!(blocks instanceof Uint8Array)) return [{ kind: 'invalid', cursor: seq, did, reason: 'commit frame has no blocks' }]
 
-    const claims = ours.map(({ op, collection, rkey }) => ({ collection, rkey, cid: op.action === 'delete' ? null : ((op.cid ?? null) as never) }))
+    const claims: Claim[] = ours.map(({ op, collection, rkey }) => ({ collection, rkey, cid: op.action === 'delete' ? null : ((op.cid ?? null) as never) }))
+    let proven: Awaited<ReturnType<typeof proveCommit>>
     try {
-      await this.#verify(did, blocks, claims)
+      proven = await this.#verify(did, blocks, claims)
     } catch (err) {
       return ours.map(({ rkey }) => ({ kind: 'invalid' as const, cursor: seq, did, rkey, reason: `commit verification failed: ${(err as Error).message}` }))
     }
 
     const result: IngestEvent[] = []
     const writes: (RecordWrite | RecordDelete)[] = []
-    let car: Awaited<ReturnType<typeof readCar>> | undefined
     for (const { op, collection, rkey } of ours) {
       if (op.action === 'delete') {
         writes.push({ action: 'delete', collection, rkey })
@@ -178,8 +276,7 @@ export class FirehoseSource implements Source {
         continue
       }
       try {
-        car ??= await readCar(blocks, { skipCidVerification: true })
-        const bytes = car.blocks.get(op.cid as never)
+        const bytes = proven.blocks.get(op.cid as never)
         if (!bytes) throw new Error('record block missing from the commit')
         writes.push({ action: 'upsert', collection, rkey, cid: op.cid.toString(), record: cborToLexRecord(bytes) })
       } catch (err) {
@@ -188,22 +285,31 @@ export class FirehoseSource implements Source {
     }
     if (writes.length > 0) result.push({ kind: 'commit', cursor: seq, did, rev, ops: writes, emittedAt })
     else if (result.length === 0) result.push({ kind: 'skip', cursor: seq, emittedAt })
+    // The ops are proven whatever came before; a break means others may have been missed.
+    const prevData = body.prevData as { bytes?: Uint8Array } | null | undefined
+    const broken = this.#chain.advance(did, {
+      rev,
+      since: typeof body.since === 'string' ? body.since : undefined,
+      prevData: prevData?.bytes instanceof Uint8Array ? Buffer.from(prevData.bytes).toString('hex') : undefined,
+      data: Buffer.from(proven.data.bytes).toString('hex'),
+    })
+    if (broken !== undefined) result.push(this.#chainBreak(seq, did, broken))
     return result
   }
 
   /** Checks the commit signature and that each claimed op is what the MST proves. */
-  async #verify(did: string, blocks: Uint8Array, claims: Parameters<typeof verifyProofs>[1]): Promise<void> {
+  async #verify(did: string, blocks: Uint8Array, claims: readonly Claim[]): ReturnType<typeof proveCommit> {
     for (const forceRefresh of [false, true]) {
       const key = await this.#opts.idResolver.did.resolveAtprotoKey(did, forceRefresh)
       try {
-        const { unverified } = await verifyProofs(blocks, claims, did, key)
-        if (unverified.length > 0) throw new Error(`${unverified.length} op(s) not proven by the commit`)
+        const proven = await proveCommit(blocks, did, key, claims)
         this.stats.verifiedCommits++
-        return
+        return proven
       } catch (err) {
         // A rotated key makes the cached one fail: refresh once before calling it invalid.
-        if (!(err instanceof RepoVerificationError) || forceRefresh) throw err
+        if (!(err instanceof CommitProofError && err.badSignature) || forceRefresh) throw err
       }
     }
+    throw new Error('unreachable')
   }
 }

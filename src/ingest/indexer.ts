@@ -280,7 +280,7 @@ export class Indexer {
     const received = new Map<string, number>()
     const handles = new Map<string, string>()
     for (const event of batch) {
-      received.set(event.kind, (received.get(event.kind) ?? 0) + 1)
+      received.set(event.kind, (received.get(event.kind) ?? 0) + (event.kind === 'skip' ? (event.count ?? 1) : 1))
       switch (event.kind) {
         case 'commit': {
           const erasedAt = forgotten.get(event.did)

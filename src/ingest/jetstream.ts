@@ -58,7 +58,7 @@ export class JetstreamSource implements Source {
     this.instance = opts.url
   }
 
-  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent> {
+  async *events(signal: AbortSignal, from?: SavedPosition): AsyncGenerator<IngestEvent[]> {
     const windowUs = this.#opts.windowUs ?? DEFAULT_WINDOW_US
     const watermark = new Watermark({ marginMs: this.#opts.watermarkMarginMs, timeCursors: true })
     let gap: IngestEvent | undefined
@@ -84,21 +84,25 @@ export class JetstreamSource implements Source {
     }
 
     const feed = { url, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
-    for await (const message of websocketFeed(feed)) {
+    for await (const messages of websocketFeed(feed)) {
+      const out: IngestEvent[] = []
       if (gap) {
-        yield gap
+        out.push(gap)
         gap = undefined
       }
-      if (message.heartbeat !== undefined) {
-        const beat = watermark.heartbeat(message.heartbeat)
-        if (beat?.cursor !== undefined) cursor = beat.cursor
-        if (beat) yield beat
-        continue
+      for (const message of messages) {
+        if (message.heartbeat !== undefined) {
+          const beat = watermark.heartbeat(message.heartbeat)
+          if (beat?.cursor !== undefined) cursor = beat.cursor
+          if (beat) out.push(beat)
+          continue
+        }
+        const event = parseJetstreamEvent(message.data.toString('utf8'), this.#collections)
+        if (event.cursor !== undefined) cursor = event.cursor
+        watermark.delivered('emittedAt' in event ? event.emittedAt : undefined)
+        out.push(event)
       }
-      const event = parseJetstreamEvent(message.data.toString('utf8'), this.#collections)
-      if (event.cursor !== undefined) cursor = event.cursor
-      watermark.delivered('emittedAt' in event ? event.emittedAt : undefined)
-      yield event
+      if (out.length > 0) yield out
     }
   }
 

@@ -49,7 +49,7 @@ export class TapSource implements Source {
     this.instance = this.#opts.url
   }
 
-  async *events(signal: AbortSignal): AsyncGenerator<IngestEvent> {
+  async *events(signal: AbortSignal): AsyncGenerator<IngestEvent[]> {
     const headers = this.#authorization ? { authorization: this.#authorization } : undefined
     const channel = `${this.#opts.url.replace(/^http/, 'ws')}/channel`
     // Repos in a Tap backfill run, as far as its events tell.
@@ -58,12 +58,8 @@ export class TapSource implements Source {
     // Tap sends nothing until it tracks a repo: ask before the first event, not on it.
     void this.#addRepos(signal)
     const feed = { url: () => channel, headers, signal, stats: this.stats, log: this.#log, backoff: this.#opts.backoff, highWater: this.#opts.highWater, idleTimeoutMs: this.#opts.idleTimeoutMs, heartbeats: true }
-    for await (const message of websocketFeed(feed)) {
-      // Tap pushes all it holds for us unasked: a pong with nothing waiting means caught up.
-      if (message.heartbeat !== undefined) {
-        yield { kind: 'heartbeat', emittedAt: message.heartbeat }
-        continue
-      }
+    for await (const messages of websocketFeed(feed)) {
+      // One array is one connection's.
       if (this.stats.reconnects !== connections) {
         // A new connection: Tap may resend a backfill, so each repo's compare is owed again;
         // and a Tap that restarted on an empty database tracks nothing until asked again.
@@ -71,19 +67,28 @@ export class TapSource implements Source {
         backfilling = new Set()
         void this.#addRepos(signal)
       }
-      const { id, live, events } = parseTapEvent(message.data.toString('utf8'), this.#collections)
-      // Acknowledged with the last of its events: only when all of them are durable.
-      if (id !== undefined) this.#acks.set(events[events.length - 1]!, () => message.reply(JSON.stringify({ type: 'ack', id })))
-      for (const event of events) {
-        if (event.kind === 'commit') {
-          if (live) backfilling.delete(event.did)
-          else if (!backfilling.has(event.did)) {
-            backfilling.add(event.did)
-            yield { kind: 'resync', cursor: event.cursor, did: event.did, reason: 'tap backfill (it sends no deletes)' }
-          }
+      const out: IngestEvent[] = []
+      for (const message of messages) {
+        // Tap pushes all it holds for us unasked: a pong with nothing waiting means caught up.
+        if (message.heartbeat !== undefined) {
+          out.push({ kind: 'heartbeat', emittedAt: message.heartbeat })
+          continue
         }
-        yield event
+        const { id, live, events } = parseTapEvent(message.data.toString('utf8'), this.#collections)
+        // Acknowledged with the last of its events: only when all of them are durable.
+        if (id !== undefined) this.#acks.set(events[events.length - 1]!, () => message.reply(JSON.stringify({ type: 'ack', id })))
+        for (const event of events) {
+          if (event.kind === 'commit') {
+            if (live) backfilling.delete(event.did)
+            else if (!backfilling.has(event.did)) {
+              backfilling.add(event.did)
+              out.push({ kind: 'resync', cursor: event.cursor, did: event.did, reason: 'tap backfill (it sends no deletes)' })
+            }
+          }
+          out.push(event)
+        }
       }
+      if (out.length > 0) yield out
     }
   }
 

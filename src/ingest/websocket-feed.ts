@@ -27,7 +27,7 @@ export interface FeedOptions {
   stats: SourceStats
   log: Logger
   backoff?: Backoff
-  /** Messages buffered before the socket is paused (TCP backpressure, not memory). */
+  /** Messages buffered before the socket is paused until the consumer takes them (TCP backpressure, not memory). */
   highWater?: number
   /** A frame larger than this closes the connection; records are far smaller. */
   maxPayload?: number
@@ -47,15 +47,15 @@ export interface FeedOptions {
 
 /**
  * The messages of a WebSocket that reconnects forever (until `signal` aborts), with backoff
- * and jitter. Reading pauses while the consumer is behind, so memory stays bounded. A new
- * connection is opened only after every message of the old one has been consumed, so the
- * caller's cursor (read through `url()`) is exact.
+ * and jitter, in arrays: everything that arrived while the consumer was busy comes at once.
+ * Reading pauses while the consumer is behind, so memory stays bounded. A new connection is
+ * opened only after every message of the old one has been consumed, so the caller's cursor
+ * (read through `url()`) is exact.
  */
-export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message> {
+export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message[]> {
   const { signal, stats, log } = opts
   const backoff = opts.backoff ?? new Backoff()
   const highWater = opts.highWater ?? 1000
-  const lowWater = Math.floor(highWater / 2)
   let first = true
 
   while (!signal.aborted) {
@@ -68,7 +68,7 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
     }
     first = false
 
-    const queue: Message[] = []
+    let queue: Message[] = []
     let closed = false
     let wake: (() => void) | undefined
     const notify = () => {
@@ -142,13 +142,15 @@ export async function* websocketFeed(opts: FeedOptions): AsyncGenerator<Message>
 
     try {
       for (;;) {
-        const message = queue.shift()
-        if (message) {
-          if (paused && queue.length <= lowWater) {
+        if (queue.length > 0) {
+          // The whole queue at once: one hop through the generators for all that waited.
+          const messages = queue
+          queue = []
+          if (paused) {
             paused = false
             socket.resume()
           }
-          yield message
+          yield messages
           continue
         }
         if (closed || signal.aborted) break

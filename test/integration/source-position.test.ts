@@ -7,12 +7,12 @@ import { JetstreamServer } from '../../rig/jetstream-server.ts'
 import { waitFor } from '../../rig/wait.ts'
 
 /** The first event a source yields from `from`, and what it asked the server for. */
-async function firstOf(source: { events(signal: AbortSignal, from?: SavedPosition): AsyncIterable<IngestEvent> }, from: SavedPosition, server?: JetstreamServer, poke?: () => void) {
+async function firstOf(source: { events(signal: AbortSignal, from?: SavedPosition): AsyncIterable<IngestEvent[]> }, from: SavedPosition, server?: JetstreamServer, poke?: () => void) {
   const abort = new AbortController()
   const events: IngestEvent[] = []
   const before = server?.connections ?? 0
   const reading = (async () => {
-    for await (const event of source.events(abort.signal, from)) events.push(event)
+    for await (const batch of source.events(abort.signal, from)) events.push(...batch)
   })()
   if (server) await waitFor(() => server.connections > before, { what: 'the connection' })
   poke?.()

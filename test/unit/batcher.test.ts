@@ -4,7 +4,7 @@ import { batches } from '../../src/ingest/batcher.ts'
 async function* counted(n: number, pulled: { count: number }) {
   for (let i = 0; i < n; i++) {
     pulled.count++
-    yield i
+    yield [i]
   }
 }
 
@@ -31,7 +31,7 @@ describe('batches', () => {
 
   it('passes a source failure to the consumer after what came before', async () => {
     async function* failing() {
-      yield 1
+      yield [1]
       throw new Error('socket exploded')
     }
     const seen: number[] = []

@@ -27,7 +27,7 @@ function scripted(events: IngestEvent[]): Source {
     instance: 'test',
     stats,
     async *events(_signal, from) {
-      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from.cursor) yield event
+      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from.cursor) yield [event]
     },
   }
 }
@@ -130,7 +130,7 @@ describe('indexer on an in-memory store', () => {
       instance: 'test',
       stats,
       async *events(signal) {
-        yield { kind: 'commit', cursor: 7, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'the only one today')] }
+        yield [{ kind: 'commit', cursor: 7, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'the only one today')] }]
         // Then nothing, until shutdown: a quiet stream.
         await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
       },

@@ -1,0 +1,298 @@
+/**
+ * Reads what the firehose's skip decision needs straight from a `#commit` frame's CBOR bytes
+ * (seq, repo, time, the chain fields and each op's path), stepping over the blocks and CIDs
+ * by their lengths without decoding them. Nearly every frame of the network's firehose is a
+ * commit to collections we do not index: decoding it whole cost ~15 µs, scanning it ~1 µs.
+ * Anything it is not sure of (another frame type, a shape it does not expect, indefinite
+ * lengths, trailing bytes) it declines, and the full decoder takes the frame as before, so
+ * what is malformed is still reported the same way.
+ */
+
+/** Byte ranges into the frame ([start, end), -1 when absent) and the values read. */
+export interface CommitScan {
+  seq: number
+  /** Whether an op's path starts with one of the prefixes. */
+  ours: boolean
+  repo: [number, number]
+  rev: [number, number]
+  time: [number, number]
+  since: [number, number]
+  /** The CIDs' bytes, without the tag's leading 0x00. */
+  commit: [number, number]
+  prevData: [number, number]
+  blocks: [number, number]
+}
+
+export function emptyScan(): CommitScan {
+  return { seq: -1, ours: false, repo: [-1, -1], rev: [-1, -1], time: [-1, -1], since: [-1, -1], commit: [-1, -1], prevData: [-1, -1], blocks: [-1, -1] }
+}
+
+const KEY = (s: string) => Buffer.from(s, 'latin1')
+const K = {
+  op: KEY('op'),
+  t: KEY('t'),
+  commitType: KEY('#commit'),
+  seq: KEY('seq'),
+  ops: KEY('ops'),
+  rev: KEY('rev'),
+  repo: KEY('repo'),
+  time: KEY('time'),
+  path: KEY('path'),
+  since: KEY('since'),
+  blocks: KEY('blocks'),
+  commit: KEY('commit'),
+  prevData: KEY('prevData'),
+  data: KEY('data'),
+}
+const MAX_DEPTH = 16
+const CID_TAG = 42
+
+export class FrameScanner {
+  readonly #prefixes: readonly Buffer[]
+  #b: Uint8Array = new Uint8Array(0)
+  #p = 0
+  #arg = 0
+
+  constructor(prefixes: readonly string[]) {
+    this.#prefixes = prefixes.map((p) => Buffer.from(p, 'utf8'))
+  }
+
+  /** Fills `out` from a `#commit` frame; false when the frame is for the full decoder. */
+  scanCommit(frame: Uint8Array, out: CommitScan): boolean {
+    this.#b = frame
+    this.#p = 0
+    if (!this.#isCommitHeader()) return false
+    out.seq = -1
+    out.ours = false
+    out.repo[0] = out.rev[0] = out.time[0] = out.since[0] = out.commit[0] = out.prevData[0] = out.blocks[0] = -1
+    let sawOps = false
+    if (this.#head() !== 5) return false
+    for (let entries = this.#arg; entries > 0; entries--) {
+      if (this.#head() !== 3) return false
+      const ks = this.#p
+      const kl = this.#arg
+      this.#p += kl
+      if (this.#p > frame.length) return false
+      if (this.#is(ks, kl, K.seq)) {
+        if (this.#head() !== 0) return false
+        out.seq = this.#arg
+      } else if (this.#is(ks, kl, K.ops)) {
+        if (!this.#ops(out)) return false
+        sawOps = true
+      } else if (this.#is(ks, kl, K.repo)) {
+        if (!this.#text(out.repo)) return false
+      } else if (this.#is(ks, kl, K.rev)) {
+        if (!this.#text(out.rev)) return false
+      } else if (this.#is(ks, kl, K.time)) {
+        if (!this.#text(out.time)) return false
+      } else if (this.#is(ks, kl, K.since)) {
+        if (!this.#textOrNull(out.since)) return false
+      } else if (this.#is(ks, kl, K.blocks)) {
+        if (this.#head() !== 2) return false
+        out.blocks[0] = this.#p
+        out.blocks[1] = this.#p += this.#arg
+        if (this.#p > frame.length) return false
+      } else if (this.#is(ks, kl, K.commit)) {
+        if (!this.#cid(out.commit)) return false
+      } else if (this.#is(ks, kl, K.prevData)) {
+        if (!this.#cidOrNull(out.prevData)) return false
+      } else if (!this.#skip(0)) return false
+    }
+    return this.#p === frame.length && out.seq >= 0 && out.repo[0] >= 0 && out.rev[0] >= 0 && sawOps
+  }
+
+  /**
+   * The `data` CID (bytes, as hex) of the commit block `commit` names in a commit's CAR:
+   * the MST root a sync 1.1 chain links by. Undefined when the CAR does not hold it plainly.
+   */
+  commitData(frame: Uint8Array, blocks: readonly [number, number], commit: readonly [number, number]): string | undefined {
+    this.#b = frame
+    this.#p = blocks[0]
+    const end = blocks[1]
+    const headerLength = this.#varint(end)
+    if (headerLength < 0) return undefined
+    this.#p += headerLength
+    const cidLength = commit[1] - commit[0]
+    while (this.#p < end) {
+      const length = this.#varint(end)
+      const start = this.#p
+      if (length < 0 || start + length > end) return undefined
+      this.#p = start + length
+      if (length <= cidLength || !this.#equal(start, commit[0], cidLength)) continue
+      return this.#dataOf(start + cidLength, start + length, frame)
+    }
+    return undefined
+  }
+
+  #dataOf(start: number, end: number, frame: Uint8Array): string | undefined {
+    this.#p = start
+    if (this.#head() !== 5) return undefined
+    for (let entries = this.#arg; entries > 0; entries--) {
+      if (this.#head() !== 3) return undefined
+      const ks = this.#p
+      const kl = this.#arg
+      this.#p += kl
+      if (this.#is(ks, kl, K.data)) {
+        const range: [number, number] = [-1, -1]
+        if (!this.#cid(range) || this.#p > end) return undefined
+        return Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength).toString('hex', range[0], range[1])
+      }
+      if (!this.#skip(0) || this.#p > end) return undefined
+    }
+    return undefined
+  }
+
+  #isCommitHeader(): boolean {
+    if (this.#head() !== 5) return false
+    let op = false
+    let commit = false
+    for (let entries = this.#arg; entries > 0; entries--) {
+      if (this.#head() !== 3) return false
+      const ks = this.#p
+      const kl = this.#arg
+      this.#p += kl
+      if (this.#is(ks, kl, K.op)) {
+        const major = this.#head()
+        if (major < 0) return false
+        op = major === 0 && this.#arg === 1
+      } else if (this.#is(ks, kl, K.t)) {
+        if (this.#head() !== 3) return false
+        commit = this.#is(this.#p, this.#arg, K.commitType)
+        this.#p += this.#arg
+      } else if (!this.#skip(0)) return false
+    }
+    return op && commit && this.#p <= this.#b.length
+  }
+
+  #ops(out: CommitScan): boolean {
+    if (this.#head() !== 4) return false
+    for (let ops = this.#arg; ops > 0; ops--) {
+      if (this.#head() !== 5) return false
+      for (let entries = this.#arg; entries > 0; entries--) {
+        if (this.#head() !== 3) return false
+        const ks = this.#p
+        const kl = this.#arg
+        this.#p += kl
+        if (this.#is(ks, kl, K.path)) {
+          if (this.#head() !== 3) return false
+          if (!out.ours && this.#ours(this.#p, this.#arg)) out.ours = true
+          this.#p += this.#arg
+          if (this.#p > this.#b.length) return false
+        } else if (!this.#skip(0)) return false
+      }
+    }
+    return true
+  }
+
+  #ours(start: number, length: number): boolean {
+    for (const prefix of this.#prefixes) if (length >= prefix.length && this.#startsWith(start, prefix)) return true
+    return false
+  }
+
+  #text(range: [number, number]): boolean {
+    if (this.#head() !== 3) return false
+    range[0] = this.#p
+    range[1] = this.#p += this.#arg
+    return this.#p <= this.#b.length
+  }
+
+  #textOrNull(range: [number, number]): boolean {
+    if (this.#b[this.#p] === 0xf6) return (this.#p++, true)
+    return this.#text(range)
+  }
+
+  #cid(range: [number, number]): boolean {
+    if (this.#head() !== 6 || this.#arg !== CID_TAG) return false
+    if (this.#head() !== 2 || this.#arg < 2 || this.#b[this.#p] !== 0) return false
+    range[0] = this.#p + 1
+    range[1] = this.#p += this.#arg
+    return this.#p <= this.#b.length
+  }
+
+  #cidOrNull(range: [number, number]): boolean {
+    if (this.#b[this.#p] === 0xf6) return (this.#p++, true)
+    return this.#cid(range)
+  }
+
+  /** Steps over one item; false on anything not definite-length CBOR or nested too deep. */
+  #skip(depth: number): boolean {
+    if (depth > MAX_DEPTH) return false
+    switch (this.#head()) {
+      case -1:
+        return false
+      case 2:
+      case 3:
+        this.#p += this.#arg
+        return this.#p <= this.#b.length
+      case 4:
+        for (let n = this.#arg; n > 0; n--) if (!this.#skip(depth + 1)) return false
+        return true
+      case 5:
+        for (let n = this.#arg * 2; n > 0; n--) if (!this.#skip(depth + 1)) return false
+        return true
+      case 6:
+        return this.#skip(depth + 1)
+      default:
+        return true
+    }
+  }
+
+  /** Reads an item's head: its major type (-1 when it cannot), its argument into #arg (a float's bytes are its argument). */
+  #head(): number {
+    const b = this.#b
+    let p = this.#p
+    if (p >= b.length) return -1
+    const initial = b[p++]!
+    const info = initial & 31
+    let arg: number
+    if (info < 24) arg = info
+    else if (info === 24) arg = b[p++]!
+    else if (info === 25) {
+      arg = (b[p]! << 8) | b[p + 1]!
+      p += 2
+    } else if (info === 26) {
+      arg = b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!)
+      p += 4
+    } else if (info === 27) {
+      const high = b[p]! * 0x1000000 + ((b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!)
+      if (high >= 0x200000) return -1 // beyond a safe integer: not a length or seq of ours
+      arg = high * 0x100000000 + b[p + 4]! * 0x1000000 + ((b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!)
+      p += 8
+    } else return -1 // indefinite lengths and reserved values are not DAG-CBOR
+    if (p > b.length) return -1
+    this.#arg = arg
+    this.#p = p
+    return initial >> 5
+  }
+
+  /** An unsigned LEB128 varint (CAR framing), or -1. */
+  #varint(end: number): number {
+    let value = 0
+    let scale = 1
+    while (this.#p < end) {
+      const byte = this.#b[this.#p++]!
+      value += (byte & 0x7f) * scale
+      if (byte < 0x80) return value
+      scale *= 128
+      if (scale > 2 ** 49) return -1
+    }
+    return -1
+  }
+
+  #is(start: number, length: number, key: Buffer): boolean {
+    return length === key.length && this.#startsWith(start, key)
+  }
+
+  #startsWith(start: number, bytes: Buffer): boolean {
+    const b = this.#b
+    if (start + bytes.length > b.length) return false
+    for (let i = 0; i < bytes.length; i++) if (b[start + i] !== bytes[i]) return false
+    return true
+  }
+
+  #equal(a: number, b: number, length: number): boolean {
+    const bytes = this.#b
+    for (let i = 0; i < length; i++) if (bytes[a + i] !== bytes[b + i]) return false
+    return true
+  }
+}
