@@ -10,23 +10,15 @@ import { parseDidKey } from '@atproto/crypto'
  */
 
 interface Curve {
-  /** SPKI DER up to the compressed point: the algorithm identifier and a BIT STRING header. */
-  spkiPrefix: Buffer
+  /** The JWK name of the curve. */
+  crv: string
   /** Half the group order, big-endian: a larger `s` is the malleable twin of a valid one. */
   halfOrder: Buffer
 }
 
 const CURVES: Record<string, Curve> = {
-  // id-ecPublicKey, secp256k1
-  ES256K: {
-    spkiPrefix: Buffer.from('3036301006072a8648ce3d020106052b8104000a032200', 'hex'),
-    halfOrder: Buffer.from('7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0', 'hex'),
-  },
-  // id-ecPublicKey, prime256v1
-  ES256: {
-    spkiPrefix: Buffer.from('3039301306072a8648ce3d020106082a8648ce3d030107032200', 'hex'),
-    halfOrder: Buffer.from('7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8', 'hex'),
-  },
+  ES256K: { crv: 'secp256k1', halfOrder: Buffer.from('7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0', 'hex') },
+  ES256: { crv: 'P-256', halfOrder: Buffer.from('7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8', 'hex') },
 }
 
 interface ParsedKey {
@@ -44,7 +36,10 @@ function keyFor(didKey: string): ParsedKey {
   const { jwtAlg, keyBytes } = parseDidKey(didKey)
   const curve = CURVES[jwtAlg]
   if (!curve) throw new Error(`unsupported key type ${jwtAlg}`)
-  const key = createPublicKey({ key: Buffer.concat([curve.spkiPrefix, keyBytes]), format: 'der', type: 'spki' })
+  // parseDidKey hands back the uncompressed point: 0x04 || x || y.
+  if (keyBytes.length !== 65 || keyBytes[0] !== 4) throw new Error(`unexpected ${jwtAlg} key encoding`)
+  const coordinate = (from: number) => Buffer.from(keyBytes.subarray(from, from + 32)).toString('base64url')
+  const key = createPublicKey({ key: { kty: 'EC', crv: curve.crv, x: coordinate(1), y: coordinate(33) }, format: 'jwk' })
   parsed = { key, curve }
   if (keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value!)
   keys.set(didKey, parsed)
