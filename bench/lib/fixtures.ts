@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { clientRef } from '../../rig/client-ref.ts'
 /**
  * The bench library, part 3: deterministic fake data (the same bytes every run): TIDs, mood
@@ -106,4 +107,30 @@ export function* soakFrames(plan: SoakPlan): Generator<string> {
     }
     yield JSON.stringify({ did: soak.did(plan, record), time_us: timeUs, kind: 'commit', commit })
   }
+}
+
+/** Length-prefixed frames, one file. */
+export function encodeFrames(frames: readonly Buffer[]): Buffer {
+  const parts: Buffer[] = []
+  for (const frame of frames) {
+    const length = Buffer.alloc(4)
+    length.writeUInt32BE(frame.length)
+    parts.push(length, frame)
+  }
+  return Buffer.concat(parts)
+}
+
+export function decodeFrames(bytes: Buffer): Buffer[] {
+  const frames: Buffer[] = []
+  for (let p = 0; p < bytes.length; ) {
+    const length = bytes.readUInt32BE(p)
+    frames.push(bytes.subarray(p + 4, p + 4 + length))
+    p += 4 + length
+  }
+  return frames
+}
+
+/** For the frame server in another thread or process (FrameSpec): a recorded capture's frames, from its file. */
+export function captureFrames(args: { file: string }): Buffer[] {
+  return decodeFrames(readFileSync(args.file))
 }

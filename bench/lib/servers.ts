@@ -50,6 +50,8 @@ export interface FrameServerOptions {
   path?: string
   /** Close after the last frame (default: keep the connection open, as Jetstream and relays do). */
   close?: boolean
+  /** Send the frames this many times over on each connection (a long stream from a short capture). */
+  repeat?: number
 }
 
 export interface FrameServer {
@@ -58,7 +60,7 @@ export interface FrameServer {
 }
 
 export async function startFrameServer(frames: readonly Frame[] | FrameSpec, opts: FrameServerOptions = {}): Promise<FrameServer> {
-  const setup = { frames, close: opts.close ?? false }
+  const setup = { frames, close: opts.close ?? false, repeat: opts.repeat ?? 1 }
   const url = (port: number) => `ws://127.0.0.1:${port}${opts.path ?? '/'}`
   if ((opts.where ?? 'here') === 'here') {
     const server = await listen(setup)
@@ -91,7 +93,7 @@ const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 /** Close frame, status 1000, unmasked (server to client). */
 const CLOSE = Buffer.from([0x88, 0x02, 0x03, 0xe8])
 
-async function listen(setup: { frames: readonly Frame[] | FrameSpec; close: boolean }): Promise<{ port: number; stop: () => Promise<void> }> {
+async function listen(setup: { frames: readonly Frame[] | FrameSpec; close: boolean; repeat: number }): Promise<{ port: number; stop: () => Promise<void> }> {
   const spec = 'module' in setup.frames ? setup.frames : undefined
   const make = spec ? ((await import(spec.module)) as Record<string, (args: unknown) => Iterable<Frame>>)[spec.name]! : () => setup.frames as readonly Frame[]
   let cached: Buffer[] | undefined
@@ -118,7 +120,9 @@ async function listen(setup: { frames: readonly Frame[] | FrameSpec; close: bool
         socket.write(Buffer.concat([Buffer.from([0x8a, length]), payload]))
       }
     })
-    const it = chunks()[Symbol.iterator]()
+    const it = (function* () {
+      for (let i = 0; i < setup.repeat; i++) yield* chunks()
+    })()
     const pump = () => {
       for (;;) {
         if (stopped || socket.destroyed) return

@@ -138,10 +138,11 @@ export class FirehoseSource implements Source {
     let skipped = 0
     let skipSeq = 0
     let skipFrame: Uint8Array | undefined
-    let skipTime: [number, number] = [-1, -1]
+    let skipTimeStart = -1
+    let skipTimeEnd = -1
     const flushSkips = () => {
       if (skipped === 0) return
-      const emittedAt = skipTime[0] < 0 ? Number.NaN : Date.parse(latin1(skipFrame!, skipTime))
+      const emittedAt = skipTimeStart < 0 ? Number.NaN : Date.parse(latin1(skipFrame!, [skipTimeStart, skipTimeEnd]))
       out.push({ kind: 'skip', cursor: skipSeq, ...(Number.isNaN(emittedAt) ? {} : { emittedAt }), ...(skipped > 1 ? { count: skipped } : {}) })
       skipped = 0
     }
@@ -154,10 +155,13 @@ export class FirehoseSource implements Source {
           out.push(resync)
           continue
         }
+        // A run only goes forward: a seq that does not is another stream's (a replay), not more of this one.
+        if (skipped > 0 && scan.seq <= skipSeq) flushSkips()
         skipped++
         skipSeq = scan.seq
         skipFrame = frame
-        skipTime = [scan.time[0], scan.time[1]]
+        skipTimeStart = scan.time[0]
+        skipTimeEnd = scan.time[1]
         continue
       }
       flushSkips()

@@ -49,7 +49,7 @@ describe('indexer on an in-memory store', () => {
       { kind: 'commit', cursor: 1, did: DID, rev: '3kaaaaaaaaa22', ops: [mood('3kaaaaaaaaa22', 'hello'), { action: 'upsert', collection: NOTE, rkey: '3kbbbbbbbbb22', cid: 'c', record: { text: 'a note' } }] },
       { kind: 'commit', cursor: 2, did: DID, rev: '3kccccccccc22', ops: [{ action: 'upsert', collection: NOTE, rkey: '3kccccccccc22', cid: 'c2', record: { text: 7 } }] },
       { kind: 'commit', cursor: 3, did: DID, rev: '3kddddddddd22', ops: [{ action: 'upsert', collection: 'app.bsky.feed.post', rkey: '3kddddddddd22', cid: 'c3', record: {} }] },
-      { kind: 'skip', cursor: 4 },
+      { kind: 'skip', cursor: 4, count: 5 },
     ]
     const indexer = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
     await indexer.run(new AbortController().signal)
@@ -58,6 +58,8 @@ describe('indexer on an in-memory store', () => {
     expect(store.quarantined.map((q) => [q.rkey, q.reason])).toEqual([['3kccccccccc22', 'text must be a string']])
     expect(await store.cursors.get('scripted')).toEqual({ cursor: 4, instance: 'test' })
     expect(await valueOf(indexer.metrics.received, { kind: 'commit' })).toBe(3)
+    // A skip that stands for a run of foreign frames counts each of them.
+    expect(await valueOf(indexer.metrics.received, { kind: 'skip' })).toBe(5)
 
     // The same events again: the store is asked for the same ops, and keeps the same state.
     const again = new Indexer({ store, source: scripted(events), collections: [moodCollection, note] })
