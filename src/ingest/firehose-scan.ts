@@ -52,6 +52,7 @@ export class FrameScanner {
   #b: Uint8Array = new Uint8Array(0)
   #p = 0
   #arg = 0
+  #key = 0
 
   constructor(prefixes: readonly string[]) {
     this.#prefixes = prefixes.map((p) => Buffer.from(p, 'utf8'))
@@ -68,11 +69,9 @@ export class FrameScanner {
     let sawOps = false
     if (this.#head() !== 5) return false
     for (let entries = this.#arg; entries > 0; entries--) {
-      if (this.#head() !== 3) return false
-      const ks = this.#p
-      const kl = this.#arg
-      this.#p += kl
-      if (this.#p > frame.length) return false
+      const kl = this.#mapKey()
+      if (kl < 0) return false
+      const ks = this.#key
       if (this.#is(ks, kl, K.seq)) {
         if (this.#head() !== 0) return false
         out.seq = this.#arg
@@ -128,10 +127,9 @@ export class FrameScanner {
     this.#p = start
     if (this.#head() !== 5) return undefined
     for (let entries = this.#arg; entries > 0; entries--) {
-      if (this.#head() !== 3) return undefined
-      const ks = this.#p
-      const kl = this.#arg
-      this.#p += kl
+      const kl = this.#mapKey()
+      if (kl < 0) return undefined
+      const ks = this.#key
       if (this.#is(ks, kl, K.data)) {
         const range: [number, number] = [-1, -1]
         if (!this.#cid(range) || this.#p > end) return undefined
@@ -147,10 +145,9 @@ export class FrameScanner {
     let op = false
     let commit = false
     for (let entries = this.#arg; entries > 0; entries--) {
-      if (this.#head() !== 3) return false
-      const ks = this.#p
-      const kl = this.#arg
-      this.#p += kl
+      const kl = this.#mapKey()
+      if (kl < 0) return false
+      const ks = this.#key
       if (this.#is(ks, kl, K.op)) {
         const major = this.#head()
         if (major < 0) return false
@@ -169,10 +166,9 @@ export class FrameScanner {
     for (let ops = this.#arg; ops > 0; ops--) {
       if (this.#head() !== 5) return false
       for (let entries = this.#arg; entries > 0; entries--) {
-        if (this.#head() !== 3) return false
-        const ks = this.#p
-        const kl = this.#arg
-        this.#p += kl
+        const kl = this.#mapKey()
+        if (kl < 0) return false
+        const ks = this.#key
         if (this.#is(ks, kl, K.path)) {
           if (this.#head() !== 3) return false
           if (!out.ours && this.#ours(this.#p, this.#arg)) out.ours = true
@@ -235,6 +231,14 @@ export class FrameScanner {
       default:
         return true
     }
+  }
+
+  /** Reads a map's key (text): its length, or -1; where it starts goes to #key. */
+  #mapKey(): number {
+    if (this.#head() !== 3) return -1
+    this.#key = this.#p
+    this.#p += this.#arg
+    return this.#p > this.#b.length ? -1 : this.#arg
   }
 
   /** Reads an item's head: its major type (-1 when it cannot), its argument into #arg (a float's bytes are its argument). */
