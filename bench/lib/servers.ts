@@ -178,6 +178,7 @@ export interface TapFrame {
   t?: string
   seq?: number
   time?: string
+  repo?: string
   ops?: { path?: string }[]
 }
 
