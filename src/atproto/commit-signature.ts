@@ -25,8 +25,9 @@ const MAX_KEYS = 10_000
 
 /**
  * Whether `commit.sig` is the DID key's signature of the commit's other fields, checked by
- * OpenSSL (node:crypto): the same rules as `@atproto/repo`'s `verifyCommitSig`, about 20x
- * faster than its pure-JS curves. Only compact 64-byte low-S signatures count.
+ * OpenSSL (node:crypto) with the rules of `@atproto/repo`'s `verifyCommitSig`: only compact
+ * 64-byte low-S signatures count (OpenSSL alone would take a high-S one). Its pure-JS curves
+ * took 2.5 ms a commit, this 0.5 ms with the commit's encoding (docs/benchmarks/backfill.md).
  */
 export function verifyCommitSignature(commit: Commit, didKey: string): boolean {
   const { sig, ...unsigned } = commit
