@@ -68,9 +68,12 @@ const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
 const MAX_RATE_WAIT_MS = 60_000
 
 /**
- * Reads whole repos from their PDS: `getRepo` (every block's CID checked, the commit's
- * signature checked against the DID's key, the DID checked), then only our collection's part
- * of the MST is walked. `getLatestCommit` answers "has it changed?" without the download.
+ * Reads whole repos from their PDS: `getRepo`, indexed as it downloads (`CarBlocks`); the
+ * commit's DID and its signature by the DID's key are checked, then only our collection's part
+ * of the MST is walked (`leavesWithPrefix`), every block hashed against its CID before it is
+ * used, so each record returned is proven from the signed root. Blocks never used are not
+ * hashed: they cannot change what is returned. `getLatestCommit` answers "has it changed?"
+ * without the download.
  */
 export class RepoReader {
   readonly #opts: RepoReaderOptions
