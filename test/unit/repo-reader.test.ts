@@ -3,7 +3,7 @@ import { TID } from '@atproto/common-web'
 import { P256Keypair, Secp256k1Keypair, type Keypair } from '@atproto/crypto'
 import { cidForLex, encode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
-import { BlockMap, blocksToCarFile, MemoryBlockstore, Repo, WriteOpAction, type Commit } from '@atproto/repo'
+import { BlockMap, blocksToCarFile, MemoryBlockstore, Repo, WriteOpAction, type Commit, type RecordCreateOp } from '@atproto/repo'
 import { describe, expect, it } from 'vitest'
 import { CarBlocks } from '../../src/atproto/car-blocks.ts'
 import { leavesWithPrefix } from '../../src/atproto/mst-prefix.ts'
@@ -26,7 +26,7 @@ interface Fixture {
 async function makeRepo(collections: Record<string, number>, key: Keypair): Promise<Fixture> {
   const storage = new MemoryBlockstore()
   const writes = Object.entries(collections).flatMap(([collection, n]) =>
-    Array.from({ length: n }, (_, i) => ({ action: WriteOpAction.Create as const, collection, rkey: TID.nextStr(), record: { $type: collection, text: `${collection} ${i}`, createdAt: '2026-12-01T00:00:00.000Z' } })),
+    Array.from({ length: n }, (_, i) => ({ action: WriteOpAction.Create as const, collection: collection as RecordCreateOp['collection'], rkey: TID.nextStr(), record: { $type: collection, text: `${collection} ${i}`, createdAt: '2026-12-01T00:00:00.000Z' } })),
   )
   const repo = await Repo.create(storage, DID, key, writes)
   return { car: await blocksToCarFile(repo.cid, storage.blocks), commit: repo.commit, blocks: storage.blocks, key }
