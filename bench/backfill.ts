@@ -98,7 +98,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
   const readWarm = async (r: RepoReader) => {
     let records = 0
     await forEachConcurrent(dids, o.concurrency, undefined, async (did) => {
-      records += (await r.read(did)).records.length
+      const snapshot = await r.read(did)
+      records += snapshot.records.length
     })
     counts['read, DIDs cached: records'] = [records, total]
   }
