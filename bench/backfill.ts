@@ -9,12 +9,15 @@
  *
  *   node bench/backfill.ts [--repos 100] [--moods 100] [--concurrency 4] [--rounds 2] [--batch 50]
  *                          [--others 100000] [--big-moods 10] [--big-rounds 3] [--only all|repos|big] [--tiny]
+ *                          [--profile FILE]   (a V8 CPU profile of each run 1 alone: FILE.1.cpuprofile ...)
  *
  * The PDS and PLC run in this process (dev-env), so they share the 2 cores with the code under
  * test, and their memory is in the RSS figures (the raw row shows that floor). MongoDB:
  * MONGODB_URI, else the rig's mongo-java-server (FerretDB with MOODSYNC_TEST_MONGO=ferretdb); the documents each run wrote are counted by the
  * driver's command monitoring. Setup is not timed. Each round backfills into a fresh database.
  */
+import { writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
 import { MongoClient } from 'mongodb'
 import { TID } from '@atproto/common-web'
 import { createIdResolver } from '../src/atproto/identity.ts'
@@ -31,8 +34,8 @@ import { fmt, fullGc, int, knobs, median, progress, ratio, script, verdict, type
 import { startMongo } from './lib/servers.ts'
 
 const SIZES = {
-  tiny: { repos: 3, moods: 5, concurrency: 2, rounds: 1, batch: 50, others: 1_000, bigMoods: 10, bigRounds: 1, only: 'all' },
-  full: { repos: 100, moods: 100, concurrency: 4, rounds: 2, batch: 50, others: 100_000, bigMoods: 10, bigRounds: 3, only: 'all' },
+  tiny: { repos: 3, moods: 5, concurrency: 2, rounds: 1, batch: 50, others: 1_000, bigMoods: 10, bigRounds: 1, only: 'all', profile: '' },
+  full: { repos: 100, moods: 100, concurrency: 4, rounds: 2, batch: 50, others: 100_000, bigMoods: 10, bigRounds: 3, only: 'all', profile: '' },
 }
 
 export const LABELS = { raw: 'raw getRepo fetch', read: 'RepoReader.read only', warm: 'RepoReader.read, DIDs cached', run1: 'backfill run 1 (empty db)', run2: 'backfill run 2 (unchanged)', forced: 'backfill --force (re-read)' } as const
@@ -72,9 +75,11 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     let rss = base.rss
     const timer = setInterval(() => (rss = Math.max(rss, process.memoryUsage.rss())), 50)
     const writtenBefore = written
+    const profiler = key === 'run1' && o.profile ? await startProfile() : undefined
     const started = performance.now()
     const value = await work()
     const ms = performance.now() - started
+    if (profiler) await profiler.stop(`${o.profile}.${runs.run1.length + 1}.cpuprofile`)
     clearInterval(timer)
     fullGc()
     runs[key].push({ ms, rssPeak: Math.max(rss, process.memoryUsage.rss()) - base.rss, heapKept: process.memoryUsage().heapUsed - base.heapUsed, written: written - writtenBefore })
@@ -215,6 +220,23 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     ],
     metrics,
     counts,
+  }
+}
+
+/** The V8 sampling profiler (what `node --cpu-prof` runs) around one run, not the setup around it. */
+async function startProfile(): Promise<{ stop: (file: string) => Promise<void> }> {
+  const session = new Session()
+  session.connect()
+  await session.post('Profiler.enable')
+  await session.post('Profiler.setSamplingInterval', { interval: 200 })
+  await session.post('Profiler.start')
+  return {
+    stop: async (file) => {
+      const { profile } = await session.post('Profiler.stop')
+      await writeFile(file, JSON.stringify(profile))
+      session.disconnect()
+      progress(`  CPU profile written to ${file}`)
+    },
   }
 }
 
