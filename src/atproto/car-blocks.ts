@@ -52,19 +52,33 @@ export class CarBlocks {
     const index = new Map<string, number>()
     let where = new Uint32Array(3 * 1024)
     let root: Cid | undefined
-    let rest: Uint8Array = new Uint8Array(0)
+    // Bytes not parsed yet, and how many the next block needs: they are joined only once that
+    // many have come, so a block spanning many chunks is copied once, not once a chunk.
+    let pending: Uint8Array[] = []
+    let pendingBytes = 0
+    let need = 1
     let total = 0
     for await (const chunk of body) {
       total += chunk.byteLength
-      const data = rest.byteLength === 0 ? chunk : concat(rest, chunk)
+      pending.push(chunk)
+      pendingBytes += chunk.byteLength
+      if (pendingBytes < need) continue
+      const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes)
       const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
       let at = 0
       let indexed = false
       for (;;) {
         const length = varint(data, at)
-        if (length === undefined || length.end + length.value > data.byteLength) break
+        if (length === undefined) {
+          need = data.byteLength - at + 1
+          break
+        }
         const start = length.end
         const end = start + length.value
+        if (end > data.byteLength) {
+          need = end - at
+          break
+        }
         if (root === undefined) {
           root = header(data.subarray(start, end))
         } else {
@@ -80,12 +94,14 @@ export class CarBlocks {
         }
         at = end
       }
-      // Kept only if a block lives in it: a block longer than a chunk waits whole in `rest`.
+      // Kept only if a block lives in it.
       if (indexed) chunks.push(data)
-      rest = data.subarray(at)
+      const rest = data.subarray(at)
+      pending = rest.byteLength > 0 ? [rest] : []
+      pendingBytes = rest.byteLength
     }
     if (root === undefined) throw new CarFormatError('no CAR header')
-    if (rest.byteLength > 0) throw new CarFormatError(`the CAR ends inside a block (${rest.byteLength} bytes left)`)
+    if (pendingBytes > 0) throw new CarFormatError(`the CAR ends inside a block (${pendingBytes} bytes left)`)
     return new CarBlocks(root, total, chunks, index, where)
   }
 
@@ -134,13 +150,6 @@ function varint(data: Uint8Array, at: number): { value: number; end: number } | 
     if (byte < 0x80) return { value, end: i + 1 }
   }
   return undefined
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength)
-  out.set(a)
-  out.set(b, a.byteLength)
-  return out
 }
 
 function grow(where: Uint32Array<ArrayBuffer>): Uint32Array<ArrayBuffer> {

@@ -97,6 +97,16 @@ describe('RepoReader.read: verified reads of our collection only', () => {
     expect(read).toBeLessThan(60)
   })
 
+  it('a block longer than many chunks is read whole (joined once, not once a chunk)', async () => {
+    const blocks = new BlockMap()
+    const cid = await blocks.add({ text: 'a quiet afternoon '.repeat(20_000) })
+    const car = await blocksToCarFile(cid, blocks)
+    const chunks = Array.from({ length: Math.ceil(car.byteLength / 512) }, (_, i) => car.subarray(i * 512, (i + 1) * 512))
+    const read = await CarBlocks.read(chunks)
+    expect(read.root.toString()).toBe(cid.toString())
+    expect(Buffer.from(read.get(cid)!).equals(Buffer.from(blocks.get(cid)!))).toBe(true)
+  })
+
   it('a P-256 key works as well as secp256k1', async () => {
     const key = await P256Keypair.create()
     const f = await makeRepo({ [MOOD]: 5 }, key)
