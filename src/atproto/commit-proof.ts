@@ -1,8 +1,7 @@
-import { encode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
 import { def, formatDataKey, MemoryBlockstore, MST, readCarWithRoot, type BlockMap } from '@atproto/repo'
 import { MoodsyncError } from '../errors.ts'
-import { verifySignature } from './signature.ts'
+import { verifyCommitSignature } from './signature.ts'
 
 /** A commit's CAR failed a check: bad blocks, another repo's commit, a bad signature, an unproven op. */
 export class CommitProofError extends MoodsyncError {
@@ -51,8 +50,7 @@ export async function proveCommit(car: Uint8Array, did: string, didKey: string, 
     throw new CommitProofError(`not a v3 commit: ${(err as Error).message}`, { cause: err })
   }
   if (commit.did !== did) throw new CommitProofError(`the commit is ${commit.did}'s, not ${did}'s`)
-  const { sig, ...unsigned } = commit
-  if (!verifySignature(didKey, encode(unsigned as never), sig)) throw new CommitProofError(`invalid signature on commit ${root.toString()}`, { badSignature: true })
+  if (!verifyCommitSignature(commit, didKey)) throw new CommitProofError(`invalid signature on commit ${root.toString()}`, { badSignature: true })
   const mst = MST.load(store, commit.data)
   for (const claim of claims) {
     const found = await mst.get(formatDataKey(claim.collection, claim.rkey))

@@ -1,9 +1,11 @@
 import type { IdResolver } from '@atproto/identity'
-import { isCidForBytes, type Cid } from '@atproto/lex-data'
-import { cborToLexRecord, def, ensureV3Commit, MemoryBlockstore, MST, readCarWithRoot, verifyCommitSig, type Commit } from '@atproto/repo'
+import { cborToLexRecord, def, ensureV3Commit, parseObjByDef, type Commit } from '@atproto/repo'
 import { MoodsyncError } from '../errors.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import { Backoff, sleep } from '../retry.ts'
+import { BlockMismatchError, CarBlocks, CarFormatError } from './car-blocks.ts'
+import { verifyCommitSignature } from './signature.ts'
+import { leavesWithPrefix } from './mst-prefix.ts'
 import { XrpcClient, PdsError } from './xrpc.ts'
 
 /** One record of our collection, as the repo holds it (not validated yet). */
@@ -66,9 +68,12 @@ const DEFAULT_MAX_CAR_BYTES = 256 * 1024 * 1024
 const MAX_RATE_WAIT_MS = 60_000
 
 /**
- * Reads whole repos from their PDS: `getRepo` (every block's CID checked, the commit's
- * signature checked against the DID's key, the DID checked), then only our collection's part
- * of the MST is walked. `getLatestCommit` answers "has it changed?" without the download.
+ * Reads whole repos from their PDS: `getRepo`, indexed as it downloads (`CarBlocks`); the
+ * commit's DID and its signature by the DID's key are checked, then only our collection's part
+ * of the MST is walked (`leavesWithPrefix`), every block hashed against its CID before it is
+ * used, so each record returned is proven from the signed root. Blocks never used are not
+ * hashed: they cannot change what is returned. `getLatestCommit` answers "has it changed?"
+ * without the download.
  */
 export class RepoReader {
   readonly #opts: RepoReaderOptions
@@ -114,9 +119,18 @@ export class RepoReader {
 
   async read(did: string): Promise<RepoSnapshot> {
     const identity = await this.#identity(did)
-    let car: Uint8Array
+    let car: CarBlocks
     try {
-      car = await this.#retry(did, () => this.#client(identity.pds).bytes('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES }))
+      // The CAR is indexed as it downloads; a body cut off is retried whole.
+      car = await this.#retry(did, async () => {
+        const body = await this.#client(identity.pds).stream('com.atproto.sync.getRepo', { query: { did }, maxBytes: this.#opts.maxCarBytes ?? DEFAULT_MAX_CAR_BYTES })
+        try {
+          return await CarBlocks.read(body)
+        } catch (err) {
+          if (err instanceof CarFormatError) throw new RepoUnavailableError(did, 'invalid', `unreadable repo CAR: ${err.message}`, { cause: err })
+          throw err
+        }
+      })
     } catch (err) {
       if (err instanceof RepoUnavailableError && err.cause instanceof PdsError && canList(err.cause)) {
         this.#log.warn({ did, err: err.cause }, 'repo CAR unavailable; listing records instead (unverified)')
@@ -125,45 +139,48 @@ export class RepoReader {
       throw err
     }
     try {
-      return { did, pds: identity.pds, ...handleOf(identity), via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, identity.signingKey)) }
+      return { did, pds: identity.pds, ...handleOf(identity), via: 'car', bytes: car.bytes, ...this.#verified(did, car, identity.signingKey) }
     } catch (err) {
       if (!(err instanceof RepoUnavailableError) || err.kind !== 'verification') throw err
       // Keys rotate: check once more against a freshly resolved DID document.
       const fresh = await this.#identity(did, true)
       if (fresh.signingKey === identity.signingKey) throw err
-      return { did, pds: fresh.pds, ...handleOf(fresh), via: 'car', bytes: car.byteLength, ...(await this.#verified(did, car, fresh.signingKey)) }
+      return { did, pds: fresh.pds, ...handleOf(fresh), via: 'car', bytes: car.bytes, ...this.#verified(did, car, fresh.signingKey) }
     }
   }
 
-  async #verified(did: string, car: Uint8Array, signingKey: string): Promise<{ rev: string; records: RepoRecord[] }> {
+  /** The commit (its DID, its signature by `signingKey`), then our collection's leaves, each block hashed as it is used. */
+  #verified(did: string, car: CarBlocks, signingKey: string): { rev: string; records: RepoRecord[] } {
+    const fail = (err: unknown, what: string): never => {
+      if (err instanceof RepoUnavailableError) throw err
+      const kind: RepoFailureKind = err instanceof BlockMismatchError ? 'verification' : 'invalid'
+      throw new RepoUnavailableError(did, kind, kind === 'verification' ? (err as Error).message : `${what}: ${(err as Error).message}`, { cause: err })
+    }
     let commit: Commit
-    let data: MST
-    let blocks: MemoryBlockstore
     try {
-      // Hashes are checked as blocks are used (VerifyingBlockstore), not all up front: a big
-      // repo's CAR is mostly other collections, which this read never touches.
-      const parsed = await readCarWithRoot(car, { skipCidVerification: true })
-      blocks = new VerifyingBlockstore(parsed.blocks)
-      commit = ensureV3Commit(await blocks.readObj(parsed.root, def.versionedCommit))
-      data = MST.load(blocks, commit.data)
+      const bytes = car.get(car.root)
+      if (!bytes) throw new Error(`missing commit block ${car.root.toString()}`)
+      commit = ensureV3Commit(parseObjByDef(bytes, car.root, def.versionedCommit).obj)
     } catch (err) {
-      throw new RepoUnavailableError(did, err instanceof BlockMismatchError ? 'verification' : 'invalid', `unreadable repo CAR: ${(err as Error).message}`, { cause: err })
+      return fail(err, 'unreadable repo CAR')
     }
     if (commit.did !== did) throw new RepoUnavailableError(did, 'verification', `the repo is signed for ${commit.did}`)
-    if (!(await verifyCommitSig(commit, signingKey))) {
-      throw new RepoUnavailableError(did, 'verification', `invalid signature on the commit at rev ${commit.rev}`)
+    let signed: boolean
+    try {
+      signed = verifyCommitSignature(commit, signingKey)
+    } catch (err) {
+      throw new RepoUnavailableError(did, 'verification', `cannot check the commit's signature: ${(err as Error).message}`, { cause: err })
     }
+    if (!signed) throw new RepoUnavailableError(did, 'verification', `invalid signature on the commit at rev ${commit.rev}`)
     const records: RepoRecord[] = []
     try {
-      for await (const leaf of data.walkLeavesFrom(this.#prefix)) {
-        if (!leaf.key.startsWith(this.#prefix)) break
-        const bytes = await blocks.getBytes(leaf.value)
+      for (const leaf of leavesWithPrefix(car, commit.data, this.#prefix)) {
+        const bytes = car.get(leaf.value)
         if (!bytes) throw new Error(`missing record block ${leaf.value.toString()}`)
         records.push({ rkey: leaf.key.slice(this.#prefix.length), cid: leaf.value.toString(), value: decodeRecord(bytes) })
       }
     } catch (err) {
-      if (err instanceof BlockMismatchError) throw new RepoUnavailableError(did, 'verification', err.message, { cause: err })
-      throw new RepoUnavailableError(did, 'invalid', `incomplete repo CAR: ${(err as Error).message}`, { cause: err })
+      return fail(err, 'incomplete repo CAR')
     }
     return { rev: commit.rev, records }
   }
@@ -225,19 +242,6 @@ export class RepoReader {
         await sleep(Math.max(rateWait, backoff.next()), this.#opts.signal)
       }
     }
-  }
-}
-
-class BlockMismatchError extends MoodsyncError {
-  override name = 'BlockMismatchError'
-}
-
-/** Every block handed out is checked against its CID first: what is read is what was signed. */
-class VerifyingBlockstore extends MemoryBlockstore {
-  override async getBytes(cid: Cid): Promise<Uint8Array | null> {
-    const bytes = await super.getBytes(cid)
-    if (bytes && !(await isCidForBytes(cid, bytes))) throw new BlockMismatchError(`block ${cid.toString()} does not match its CID`)
-    return bytes
   }
 }
 

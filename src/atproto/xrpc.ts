@@ -59,22 +59,45 @@ export class XrpcClient {
    * `maxBytes`: the caller then reads the repo some other way instead of holding it all.
    */
   async bytes(method: string, opts: { query?: Record<string, string>; maxBytes?: number } = {}): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = []
+    for await (const chunk of await this.stream(method, opts)) chunks.push(chunk)
+    return Buffer.concat(chunks)
+  }
+
+  /**
+   * A binary answer as its chunks arrive, so the caller works while the rest downloads and
+   * never holds a second copy. More than `maxBytes` (announced or counted) is a 413, a body
+   * cut off a PdsError with status 0 (transient), as for `bytes`.
+   */
+  async stream(method: string, opts: { query?: Record<string, string>; maxBytes?: number } = {}): Promise<AsyncIterable<Uint8Array>> {
     const res = await this.#request(method, { query: opts.query, timeoutMs: Math.max(this.#timeoutMs, 120_000) })
+    const max = opts.maxBytes
     const announced = Number(res.headers.get('content-length'))
-    if (opts.maxBytes !== undefined && Number.isFinite(announced) && announced > opts.maxBytes) {
+    if (max !== undefined && Number.isFinite(announced) && announced > max) {
       await res.body?.cancel().catch(() => {})
-      throw new PdsError(method, 413, 'TooLarge', `answer of ${announced} bytes exceeds the ${opts.maxBytes}-byte limit`)
+      throw new PdsError(method, 413, 'TooLarge', `answer of ${announced} bytes exceeds the ${max}-byte limit`)
     }
-    try {
-      const bytes = new Uint8Array(await res.arrayBuffer())
-      if (opts.maxBytes !== undefined && bytes.byteLength > opts.maxBytes) {
-        throw new PdsError(method, 413, 'TooLarge', `answer of ${bytes.byteLength} bytes exceeds the ${opts.maxBytes}-byte limit`)
+    return (async function* () {
+      if (!res.body) return
+      let total = 0
+      const reader = res.body.getReader()
+      try {
+        for (;;) {
+          let next: Awaited<ReturnType<typeof reader.read>>
+          try {
+            next = await reader.read()
+          } catch (err) {
+            throw new PdsError(method, 0, undefined, `answer cut off: ${(err as Error).message}`, { cause: err })
+          }
+          if (next.done) return
+          total += next.value.byteLength
+          if (max !== undefined && total > max) throw new PdsError(method, 413, 'TooLarge', `answer of more than ${total} bytes exceeds the ${max}-byte limit`)
+          yield next.value
+        }
+      } finally {
+        await reader.cancel().catch(() => {})
       }
-      return bytes
-    } catch (err) {
-      if (err instanceof PdsError) throw err
-      throw new PdsError(method, 0, undefined, `answer cut off: ${(err as Error).message}`, { cause: err })
-    }
+    })()
   }
 
   /** Sends the call; any answer but a success becomes a PdsError. */

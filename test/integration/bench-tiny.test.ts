@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest'
 import { LABELS as APPLY_LABELS, run as apply } from '../../bench/apply.ts'
-import { LABELS as BACKFILL_LABELS, run as backfill } from '../../bench/backfill.ts'
+import { BIG_LABELS, LABELS as BACKFILL_LABELS, run as backfill } from '../../bench/backfill.ts'
 import { LABELS as FIREHOSE_LABELS, run as firehosePath } from '../../bench/firehose-path.ts'
 import { MODES as LATENCY_MODES, run as latency } from '../../bench/latency.ts'
 import { problems, type Result } from '../../bench/lib/report.ts'
@@ -49,10 +49,12 @@ describe('benches, tiny size', () => {
     expect(result.counts['ours: records on the PDS']).toEqual([20, 20])
   })
 
-  it('backfill: run 1 stores every mood, run 2 writes nothing', async () => {
+  it('backfill: run 1 stores every mood, run 2 writes nothing; the big repo reads its moods alone', async () => {
     const result = await backfill({ size: 'tiny', mongoUri: mongoUri() })
     expectSane(result, Object.values(BACKFILL_LABELS))
     expect(result.counts['round 1: run 1 documents stored']).toEqual([15, 15])
+    expect(result.counts['big repo round 1: moods read']).toEqual([10, 10])
+    expect(result.tables.flatMap((t) => t.rows.map((r) => r[0]))).toEqual(expect.arrayContaining(Object.values(BIG_LABELS)))
   })
 
   it('soak --sink mongo: MongoDB ends as the last event on each record says', async () => {
