@@ -11,6 +11,8 @@
 /** Byte ranges into the frame ([start, end), -1 when absent) and the values read. */
 export interface CommitScan {
   seq: number
+  /** `hashDid` of the repo's DID, so a look-up can skip decoding it. */
+  repoHash: number
   /** Whether an op's path starts with one of the prefixes. */
   ours: boolean
   repo: [number, number]
@@ -24,7 +26,7 @@ export interface CommitScan {
 }
 
 export function emptyScan(): CommitScan {
-  return { seq: -1, ours: false, repo: [-1, -1], rev: [-1, -1], time: [-1, -1], since: [-1, -1], commit: [-1, -1], prevData: [-1, -1], blocks: [-1, -1] }
+  return { seq: -1, repoHash: 0, ours: false, repo: [-1, -1], rev: [-1, -1], time: [-1, -1], since: [-1, -1], commit: [-1, -1], prevData: [-1, -1], blocks: [-1, -1] }
 }
 
 const KEY = (s: string) => Buffer.from(s, 'latin1')
@@ -44,6 +46,9 @@ const K = {
   prevData: KEY('prevData'),
   data: KEY('data'),
 }
+const Field = { other: 0, seq: 1, ops: 2, repo: 3, rev: 4, time: 5, since: 6, blocks: 7, commit: 8, prevData: 9 } as const
+type Field = (typeof Field)[keyof typeof Field]
+const FIELD_KEYS: (Buffer | undefined)[] = [undefined, K.seq, K.ops, K.repo, K.rev, K.time, K.since, K.blocks, K.commit, K.prevData]
 const MAX_DEPTH = 16
 const CID_TAG = 42
 
@@ -71,33 +76,79 @@ export class FrameScanner {
     for (let entries = this.#arg; entries > 0; entries--) {
       const kl = this.#mapKey()
       if (kl < 0) return false
-      const ks = this.#key
-      if (this.#is(ks, kl, K.seq)) {
-        if (this.#head() !== 0) return false
-        out.seq = this.#arg
-      } else if (this.#is(ks, kl, K.ops)) {
-        if (!this.#ops(out)) return false
-        sawOps = true
-      } else if (this.#is(ks, kl, K.repo)) {
-        if (!this.#text(out.repo)) return false
-      } else if (this.#is(ks, kl, K.rev)) {
-        if (!this.#text(out.rev)) return false
-      } else if (this.#is(ks, kl, K.time)) {
-        if (!this.#text(out.time)) return false
-      } else if (this.#is(ks, kl, K.since)) {
-        if (!this.#textOrNull(out.since)) return false
-      } else if (this.#is(ks, kl, K.blocks)) {
-        if (this.#head() !== 2) return false
-        out.blocks[0] = this.#p
-        out.blocks[1] = this.#p += this.#arg
-        if (this.#p > frame.length) return false
-      } else if (this.#is(ks, kl, K.commit)) {
-        if (!this.#cid(out.commit)) return false
-      } else if (this.#is(ks, kl, K.prevData)) {
-        if (!this.#cidOrNull(out.prevData)) return false
-      } else if (!this.#skip(0)) return false
+      let ok: boolean
+      switch (this.#field(this.#key, kl)) {
+        case Field.seq:
+          ok = this.#head() === 0
+          out.seq = this.#arg
+          break
+        case Field.ops:
+          ok = sawOps = this.#ops(out)
+          break
+        case Field.repo:
+          ok = this.#text(out.repo)
+          out.repoHash = ok ? this.#hash(out.repo[0], out.repo[1]) : 0
+          break
+        case Field.rev:
+          ok = this.#text(out.rev)
+          break
+        case Field.time:
+          ok = this.#text(out.time)
+          break
+        case Field.since:
+          ok = this.#textOrNull(out.since)
+          break
+        case Field.blocks:
+          ok = this.#head() === 2
+          out.blocks[0] = this.#p
+          out.blocks[1] = this.#p += this.#arg
+          ok &&= this.#p <= frame.length
+          break
+        case Field.commit:
+          ok = this.#cid(out.commit)
+          break
+        case Field.prevData:
+          ok = this.#cidOrNull(out.prevData)
+          break
+        default:
+          ok = this.#skip(0)
+      }
+      if (!ok) return false
     }
     return this.#p === frame.length && out.seq >= 0 && out.repo[0] >= 0 && out.rev[0] >= 0 && sawOps
+  }
+
+  /** Which body field a key names: one byte picks the candidate, one comparison confirms it. */
+  #field(start: number, length: number): Field {
+    const first = this.#b[start]
+    let field: Field
+    switch (length) {
+      case 3:
+        field = first === 0x73 ? Field.seq : first === 0x6f ? Field.ops : first === 0x72 ? Field.rev : Field.other
+        break
+      case 4:
+        field = first === 0x72 ? Field.repo : first === 0x74 ? Field.time : Field.other
+        break
+      case 5:
+        field = first === 0x73 ? Field.since : Field.other
+        break
+      case 6:
+        field = first === 0x62 ? Field.blocks : first === 0x63 ? Field.commit : Field.other
+        break
+      case 8:
+        field = first === 0x70 ? Field.prevData : Field.other
+        break
+      default:
+        return Field.other
+    }
+    return field !== Field.other && this.#is(start, length, FIELD_KEYS[field]!) ? field : Field.other
+  }
+
+  /** FNV-1a of the bytes: the repo's DID, compared before it is decoded. */
+  #hash(start: number, end: number): number {
+    let h = 0x811c9dc5
+    for (let i = start; i < end; i++) h = Math.imul(h ^ this.#b[i]!, 0x01000193)
+    return h >>> 0
   }
 
   /**
@@ -299,4 +350,11 @@ export class FrameScanner {
     for (let i = 0; i < length; i++) if (bytes[a + i] !== bytes[b + i]) return false
     return true
   }
+}
+
+/** The FNV-1a hash the scan takes of a repo's DID (`CommitScan.repoHash`). */
+export function hashDid(did: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < did.length; i++) h = Math.imul(h ^ did.charCodeAt(i), 0x01000193)
+  return h >>> 0
 }

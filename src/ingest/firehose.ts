@@ -6,7 +6,7 @@ import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
 import { truncate, type IngestEvent, type RecordDelete, type RecordWrite, type SavedPosition, type Source, type SourceStats } from './events.ts'
-import { emptyScan, FrameScanner } from './firehose-scan.ts'
+import { emptyScan, FrameScanner, hashDid } from './firehose-scan.ts'
 import { RepoChain } from './repo-chain.ts'
 import { Watermark } from './watermark.ts'
 import { websocketFeed } from './websocket-feed.ts'
@@ -83,7 +83,7 @@ export class FirehoseSource implements Source {
     this.#opts = opts
     this.#prefixes = (opts.collections ?? [MOOD_NSID]).map((nsid) => `${nsid}/`)
     this.#scanner = new FrameScanner(this.#prefixes)
-    this.#chain = new RepoChain(opts.maxChainRepos)
+    this.#chain = new RepoChain(hashDid, opts.maxChainRepos)
     this.#log = (opts.log ?? silentLogger).child({ component: 'firehose' })
     this.instance = opts.url
   }
@@ -149,7 +149,7 @@ export class FirehoseSource implements Source {
     const scan = this.#scan
     for (const frame of frames) {
       if (this.#scanner.scanCommit(frame, scan) && !scan.ours) {
-        const resync = this.#chain.size > 0 ? this.#followForeign(frame) : undefined
+        const resync = this.#chain.mayHave(scan.repoHash) ? this.#followForeign(frame) : undefined
         if (resync) {
           flushSkips()
           out.push(resync)

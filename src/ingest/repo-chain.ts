@@ -17,10 +17,19 @@ export interface ChainLink {
  */
 export class RepoChain {
   readonly #repos = new Map<string, { rev: string; data?: string }>()
+  /** How many followed DIDs have each hash: most frames are ruled out before their DID is decoded. */
+  readonly #hashes = new Map<number, number>()
+  readonly #hash: (did: string) => number
   readonly #max: number
 
-  constructor(max = 100_000) {
+  constructor(hash: (did: string) => number, max = 100_000) {
+    this.#hash = hash
     this.#max = max
+  }
+
+  /** False when no followed repo's DID has this hash. */
+  mayHave(hash: number): boolean {
+    return this.#hashes.has(hash)
   }
 
   get size(): number {
@@ -46,8 +55,10 @@ export class RepoChain {
         broken = `commit ${link.rev} follows rev ${link.since}, the last seen was ${last.rev}: commits were missed`
       }
       this.#repos.delete(did)
-    } else if (this.#repos.size >= this.#max) {
-      this.#repos.delete(this.#repos.keys().next().value!)
+    } else {
+      if (this.#repos.size >= this.#max) this.forget(this.#repos.keys().next().value!)
+      const hash = this.#hash(did)
+      this.#hashes.set(hash, (this.#hashes.get(hash) ?? 0) + 1)
     }
     this.#repos.set(did, { rev: link.rev, data: link.data })
     return broken
@@ -55,6 +66,10 @@ export class RepoChain {
 
   /** The repo's state was replaced (`#sync`) or is gone: the next commit starts afresh. */
   forget(did: string): void {
-    this.#repos.delete(did)
+    if (!this.#repos.delete(did)) return
+    const hash = this.#hash(did)
+    const n = this.#hashes.get(hash)! - 1
+    if (n === 0) this.#hashes.delete(hash)
+    else this.#hashes.set(hash, n)
   }
 }
