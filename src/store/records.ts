@@ -179,7 +179,9 @@ export class RecordStore<F extends object> {
    * the whole batch does, since a server may stop at the first error without saying so.
    */
   async #insertNew(ops: readonly RecordOp<F>[]): Promise<{ ops: Set<RecordOp<F>>; all: boolean; amid: number }> {
-    const fresh = ops.filter((op): op is UpsertOp<F> => op.kind === 'upsert' && op.ref === undefined)
+    // A ref that is no MongoDB id (another client's) can name no document: such a record is
+    // decided exactly as one without a ref.
+    const fresh = ops.filter((op): op is UpsertOp<F> => op.kind === 'upsert' && !namesDocument(op.ref))
     if (fresh.length === 0) return { ops: new Set(), all: false, amid: 0 }
     try {
       await this.#docs.insertMany(fresh.map(newDoc), { ordered: false })
@@ -274,11 +276,16 @@ export class RecordStore<F extends object> {
   }
 
   async #findRefTargets(ops: readonly UpsertOp<F>[]): Promise<Map<string, RecordDoc<F>>> {
-    const ids = ops.map((op) => op.ref).filter((ref): ref is string => ref !== undefined && ObjectId.isValid(ref) && /^[0-9a-f]{24}$/i.test(ref))
+    const ids = ops.map((op) => op.ref).filter(namesDocument)
     if (ids.length === 0) return new Map()
     const docs = (await this.#docs.find({ _id: { $in: ids.map((id) => new ObjectId(id)) } }).toArray()) as RecordDoc<F>[]
     return new Map(docs.map((doc) => [doc._id.toHexString(), doc]))
   }
+}
+
+/** Whether a record's `ref` can name a document: a MongoDB id, 24 hex digits. */
+function namesDocument(ref: string | undefined): ref is string {
+  return ref !== undefined && /^[0-9a-f]{24}$/i.test(ref) && ObjectId.isValid(ref)
 }
 
 function newDoc<F extends object>(op: UpsertOp<F>): RecordDoc<F> {
