@@ -147,8 +147,10 @@ export class Indexer {
         this.metrics.reconnects.inc({}, source.stats.reconnects - reconnectsSeen)
         reconnectsSeen = source.stats.reconnects
         // Now if the last save is old enough, else soon: a lone event (a quiet stream) must not
-        // wait for the next one, or for shutdown, to have its position kept.
-        if (Date.now() - this.#lastSave >= this.#saveInterval) await this.#saveCursor(signal)
+        // wait for the next one, or for shutdown, to have its position kept. Never awaited
+        // here: saves are chained (an older one never lands last), and the next batch must not
+        // wait a round trip behind one.
+        if (Date.now() - this.#lastSave >= this.#saveInterval) void this.#saveCursor(signal)
         else this.#saveSoon(signal)
       }
     } finally {
