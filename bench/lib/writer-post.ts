@@ -10,7 +10,7 @@ import { ensureIndexes } from '../../src/store/indexes.ts'
 import { MOOD_NSID, toRecord } from '../../src/sync/mood.ts'
 import { Writer } from '../../src/writer/writer.ts'
 import type { TestAccount } from '../../rig/network.ts'
-import { timed } from './report.ts'
+import { median, timed } from './report.ts'
 
 export interface PostLatency {
   /** Bare `putRecord` round trips (ms). */
@@ -19,6 +19,8 @@ export interface PostLatency {
   post: number[]
   /** MongoDB commands each post sent (median). */
   commandsPerPost: number
+  /** Time a post spent waiting for MongoDB's answers, the commands' durations summed (ms, median). */
+  mongoMsPerPost: number
 }
 
 /**
@@ -29,7 +31,10 @@ export interface PostLatency {
 export async function postLatency(opts: { mongoUri: string; dbName: string; pdsUrl: string; account: TestAccount; samples: number }): Promise<PostLatency> {
   const client = await new MongoClient(opts.mongoUri, { monitorCommands: true }).connect()
   let commands = 0
+  let waited = 0
   client.on('commandStarted', () => commands++)
+  client.on('commandSucceeded', (e) => (waited += e.duration))
+  client.on('commandFailed', (e) => (waited += e.duration))
   const db = client.db(opts.dbName)
   try {
     await ensureIndexes(db)
@@ -37,17 +42,19 @@ export async function postLatency(opts: { mongoUri: string; dbName: string; pdsU
     await db.collection(COLLECTIONS.users).insertOne({ _id: user as never, atproto: { did: opts.account.did, password: opts.account.password } })
     const writer = new Writer(db, { pdsUrl: opts.pdsUrl })
     await writer.post({ user, text: 'warm-up: one login' })
-    const out: PostLatency = { bare: [], post: [], commandsPerPost: 0 }
+    const out: PostLatency = { bare: [], post: [], commandsPerPost: 0, mongoMsPerPost: 0 }
     const perPost: number[] = []
+    const mongoMs: number[] = []
     for (let i = 0; i < opts.samples; i++) {
       const agent = opts.account.agent
       out.bare.push((await timed(() => agent.com.atproto.repo.putRecord({ repo: opts.account.did, collection: MOOD_NSID, rkey: TID.nextStr(), record: toRecord({ mood: `bare ${i}`, when: new Date(), ref: `bench-bare-${i}` }) }))).ms)
-      const before = commands
+      const [before, waitedBefore] = [commands, waited]
       out.post.push((await timed(() => writer.post({ user, text: `ours ${i}` }))).ms)
       perPost.push(commands - before)
+      mongoMs.push(waited - waitedBefore)
     }
-    perPost.sort((a, b) => a - b)
-    out.commandsPerPost = perPost[perPost.length >> 1] ?? 0
+    out.commandsPerPost = median(perPost)
+    out.mongoMsPerPost = median(mongoMs)
     return out
   } finally {
     await db.dropDatabase().catch(() => {})
