@@ -133,7 +133,7 @@ export class Indexer {
     let reconnectsSeen = source.stats.reconnects
 
     try {
-      for await (const batch of batches(source.events(signal, from), { maxSize: this.#opts.maxBatch ?? 1000, highWater: this.#opts.highWater ?? 5000 })) {
+      for await (const batch of batches(yieldingToIo(source.events(signal, from)), { maxSize: this.#opts.maxBatch ?? 1000, highWater: this.#opts.highWater ?? 5000 })) {
         const applied = await this.#withStoreRetry(() => this.#applyIsolating(batch), signal)
         if (applied === undefined) break // aborted while MongoDB was failing: this batch is not durable
         const position = lastPosition(batch)
@@ -465,6 +465,27 @@ class Stages {
   }
 }
 
+/**
+ * Lets I/O callbacks run at least every `IO_TURN_MS` while the source produces without waiting.
+ * A relay sends in bursts, and the firehose source parses and verifies a burst's commits one
+ * after another in promise jobs alone: the answer to the batch's MongoDB write, already there,
+ * would wait behind the whole burst. Through the relay (bench/latency.ts, 3 runs each way, 120
+ * moods) our source -> durable went from p50 17–19 ms to 9–18 ms. Once a millisecond, not per
+ * event: the indexer's throughput on Jetstream frames is unchanged (jetstream-path, 53.6k/s
+ * against 51.0k/s without).
+ */
+async function* yieldingToIo<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  let last = performance.now()
+  for await (const item of source) {
+    yield item
+    if (performance.now() - last >= IO_TURN_MS) {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      last = performance.now()
+    }
+  }
+}
+
+const IO_TURN_MS = 1
 const DEFAULT_STORE_TIMEOUT_MS = 60_000
 const RECONNECT_AFTER_MS = 30_000
 
