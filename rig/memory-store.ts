@@ -18,6 +18,8 @@ export class MemoryStore implements IndexerStore {
   readonly applied: ApplyResult = emptyApplyResult()
   #cursors = new Map<string, SavedPosition>()
   batches = 0
+  /** What the account events asked of each collection, in order (records are not hidden here). */
+  readonly accountChanges: { action: 'hide' | 'restore' | 'delete'; status?: string; dids: string[] }[] = []
 
   readonly cursors = {
     get: async (id: string) => this.#cursors.get(id),
@@ -65,10 +67,15 @@ export class MemoryStore implements IndexerStore {
       },
       hasDid: async (did: string) => [...table.values()].some((op) => op.did === did),
       withDocuments: async (dids: readonly string[]) => new Set(dids.filter((did) => [...table.values()].some((op) => op.did === did))),
-      hideDid: async () => 0,
-      restoreDid: async () => 0,
-      deleteDid: async () => 0,
+      hideDids: async (dids: readonly string[], status: string) => this.#account({ action: 'hide', status, dids: [...dids] }),
+      restoreDids: async (dids: readonly string[]) => this.#account({ action: 'restore', dids: [...dids] }),
+      deleteDids: async (dids: readonly string[]) => this.#account({ action: 'delete', dids: [...dids] }),
     }
+  }
+
+  #account(change: MemoryStore['accountChanges'][number]): number {
+    this.accountChanges.push(change)
+    return 0
   }
 
   /** Records now live (upserted last) in a collection. */

@@ -65,13 +65,21 @@ export class RecordStore<F extends object> {
     return (await this.#docs.find(filter).sort({ _id: 1 }).toArray()) as RecordDoc<F>[]
   }
 
-  /** Whether the DID has any document here. */
+  /**
+   * Documents of these repos, in one filter. The rkey clause changes nothing (a document with a
+   * DID always has an rkey) but lets MongoDB use the partial (DID, rkey) index.
+   */
+  static byDids(dids: readonly string[]): Filter<Document> {
+    return dids.length === 1 ? RecordStore.byDid(dids[0]!) : { 'atproto.did': { $in: [...new Set(dids)] }, 'atproto.rkey': { $exists: true } }
+  }
+
   /** Those of `dids` with documents here, in one query. */
   async withDocuments(dids: readonly string[]): Promise<Set<string>> {
     if (dids.length === 0) return new Set()
-    return new Set((await this.#docs.distinct('atproto.did', { 'atproto.did': { $in: [...new Set(dids)] } })) as string[])
+    return new Set((await this.#docs.distinct('atproto.did', RecordStore.byDids(dids))) as string[])
   }
 
+  /** Whether the DID has any document here. */
   async hasDid(did: string): Promise<boolean> {
     return (await this.#docs.findOne(RecordStore.byDid(did), { projection: { _id: 1 } })) !== null
   }
@@ -83,10 +91,16 @@ export class RecordStore<F extends object> {
 
   /** Hides a DID's live records (account deactivated, taken down, suspended), keeping them. */
   async hideDid(did: string, status: string): Promise<number> {
-    const res = await this.#docs.updateMany({ ...RecordStore.byDid(did), deleted: { $ne: true } }, { $set: { deleted: true, 'atproto.hidden': status } })
+    return this.hideDids([did], status)
+  }
+
+  /** hideDid for many repos at once: one update, one forget, whatever their number. */
+  async hideDids(dids: readonly string[], status: string): Promise<number> {
+    if (dids.length === 0) return 0
+    const res = await this.#docs.updateMany({ ...RecordStore.byDids(dids), deleted: { $ne: true } }, { $set: { deleted: true, 'atproto.hidden': status } })
     // The rev a backfill reached no longer describes MongoDB: the next one must read the repo
     // (and restore), even if the account comes back without a new commit.
-    await this.#repos.forget(did)
+    await this.#repos.forgetMany(dids)
     return res.modifiedCount
   }
 
@@ -97,14 +111,26 @@ export class RecordStore<F extends object> {
 
   /** Brings back what hideDid hid; records deleted meanwhile stay deleted. */
   async restoreDid(did: string): Promise<number> {
-    const res = await this.#docs.updateMany({ ...RecordStore.byDid(did), 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
+    return this.restoreDids([did])
+  }
+
+  /** restoreDid for many repos at once, in one update. */
+  async restoreDids(dids: readonly string[]): Promise<number> {
+    if (dids.length === 0) return 0
+    const res = await this.#docs.updateMany({ ...RecordStore.byDids(dids), 'atproto.hidden': { $exists: true } }, { $unset: { deleted: '', 'atproto.hidden': '' } })
     return res.modifiedCount
   }
 
   /** The account is gone: every record of the DID is soft-deleted for good. */
   async deleteDid(did: string): Promise<number> {
-    const live = await this.#docs.updateMany({ ...RecordStore.byDid(did), deleted: { $ne: true } }, { $set: { deleted: true } })
-    const hidden = await this.#docs.updateMany({ ...RecordStore.byDid(did), 'atproto.hidden': { $exists: true } }, { $unset: { 'atproto.hidden': '' } })
+    return this.deleteDids([did])
+  }
+
+  /** deleteDid for many repos at once, in two updates. */
+  async deleteDids(dids: readonly string[]): Promise<number> {
+    if (dids.length === 0) return 0
+    const live = await this.#docs.updateMany({ ...RecordStore.byDids(dids), deleted: { $ne: true } }, { $set: { deleted: true } })
+    const hidden = await this.#docs.updateMany({ ...RecordStore.byDids(dids), 'atproto.hidden': { $exists: true } }, { $unset: { 'atproto.hidden': '' } })
     return live.modifiedCount + hidden.modifiedCount
   }
 
@@ -153,7 +179,9 @@ export class RecordStore<F extends object> {
    * the whole batch does, since a server may stop at the first error without saying so.
    */
   async #insertNew(ops: readonly RecordOp<F>[]): Promise<{ ops: Set<RecordOp<F>>; all: boolean; amid: number }> {
-    const fresh = ops.filter((op): op is UpsertOp<F> => op.kind === 'upsert' && op.ref === undefined)
+    // A ref that is no MongoDB id (another client's) can name no document: such a record is
+    // decided exactly as one without a ref.
+    const fresh = ops.filter((op): op is UpsertOp<F> => op.kind === 'upsert' && !namesDocument(op.ref))
     if (fresh.length === 0) return { ops: new Set(), all: false, amid: 0 }
     try {
       await this.#docs.insertMany(fresh.map(newDoc), { ordered: false })
@@ -248,11 +276,16 @@ export class RecordStore<F extends object> {
   }
 
   async #findRefTargets(ops: readonly UpsertOp<F>[]): Promise<Map<string, RecordDoc<F>>> {
-    const ids = ops.map((op) => op.ref).filter((ref): ref is string => ref !== undefined && ObjectId.isValid(ref) && /^[0-9a-f]{24}$/i.test(ref))
+    const ids = ops.map((op) => op.ref).filter(namesDocument)
     if (ids.length === 0) return new Map()
     const docs = (await this.#docs.find({ _id: { $in: ids.map((id) => new ObjectId(id)) } }).toArray()) as RecordDoc<F>[]
     return new Map(docs.map((doc) => [doc._id.toHexString(), doc]))
   }
+}
+
+/** Whether a record's `ref` can name a document: a MongoDB id, 24 hex digits. */
+function namesDocument(ref: string | undefined): ref is string {
+  return ref !== undefined && /^[0-9a-f]{24}$/i.test(ref) && ObjectId.isValid(ref)
 }
 
 function newDoc<F extends object>(op: UpsertOp<F>): RecordDoc<F> {

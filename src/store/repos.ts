@@ -35,4 +35,11 @@ export class RepoStateStore {
   async forget(did: string): Promise<void> {
     await this.#docs.deleteOne({ _id: did })
   }
+
+  /** forget for many repos, in one delete. */
+  async forgetMany(dids: readonly string[]): Promise<void> {
+    if (dids.length === 0) return
+    if (dids.length === 1) return this.forget(dids[0]!)
+    await this.#docs.deleteMany({ _id: { $in: [...new Set(dids)] } })
+  }
 }

@@ -8,6 +8,8 @@ export interface Subject {
   did: string | null
 }
 
+const DID_TTL_MS = 60_000
+
 /** `--user SUB` names nobody the platform knows. */
 export class UnknownUserError extends MoodsyncError {
   override name = 'UnknownUserError'
@@ -22,6 +24,7 @@ export class UserStore {
   readonly #ttlMs: number
   readonly #maxEntries: number
   readonly #cache = new Map<string, { user: string | null; until: number }>()
+  readonly #dids = new Map<string, { did: string; until: number }>()
 
   constructor(db: Db, opts: { ttlMs?: number; maxEntries?: number } = {}) {
     this.#db = db
@@ -60,6 +63,25 @@ export class UserStore {
   /** An identity event: whatever we cached about the DID may be stale. */
   invalidate(did: string): void {
     this.#cache.delete(did)
+  }
+
+  /**
+   * `didOf` for the writer's hot path: a DID once found is kept `DID_TTL_MS`, saving a round
+   * trip per post. Only a DID is kept: a user with none, or no user, is asked again each time,
+   * so an account linked a moment ago is written to at once. (A DID is permanent; what could
+   * change is the platform linking the user to another account, seen within the minute.)
+   */
+  async didOfCached(user: string): Promise<string | null | undefined> {
+    const now = Date.now()
+    const hit = this.#dids.get(user)
+    if (hit && hit.until > now) return hit.did
+    const did = await this.didOf(user)
+    this.#dids.delete(user)
+    if (typeof did === 'string') {
+      if (this.#dids.size >= this.#maxEntries) this.#dids.delete(this.#dids.keys().next().value!)
+      this.#dids.set(user, { did, until: now + DID_TTL_MS })
+    }
+    return did
   }
 
   /** The user's DID (null: no ATProto account); undefined when there is no such user. */

@@ -98,7 +98,7 @@ export class Writer {
   async #draft(input: { user: string; text: string; when?: Date }): Promise<Draft> {
     const _id = new ObjectId()
     const mood = validate({ mood: input.text, when: input.when ?? new Date(), ref: _id.toHexString() })
-    const did = await this.#store.users.didOf(input.user)
+    const did = await this.#store.users.didOfCached(input.user)
     if (did === undefined) throw new UnknownUserError(`no platform user ${JSON.stringify(input.user)}: nothing was stored`)
     return { _id, user: input.user, mood, did }
   }

@@ -161,4 +161,43 @@ describe('indexer on an in-memory store', () => {
     await new Indexer({ store, source: scripted(events) }).run(new AbortController().signal)
     expect([...store.queued].sort()).toEqual([DID, user, 'did:plc:relayrelayrelayrelayrelay'].sort())
   })
+
+  it('status changes keep each DID in order, and the DIDs of a batch share each write', async () => {
+    const store = new MemoryStore()
+    const log: string[] = []
+    const records = store.records.bind(store)
+    store.records = (collection: string) => {
+      const real = records(collection)
+      const dids = (list: readonly string[]) => list.map((d) => d.slice(-1)).join('')
+      return {
+        ...real,
+        apply: async (ops: readonly RecordOp<object>[]) => {
+          log.push(`apply ${ops.map((op) => `${op.did.slice(-1)}${op.rkey.slice(3, 4)}`).join(' ')}`)
+          // The first batch lets the rest through and takes a while: the rest arrives as one batch.
+          if (log.length === 1) release(), await new Promise((resolve) => setTimeout(resolve, 50))
+          return real.apply(ops)
+        },
+        hideDids: async (list: readonly string[], status: string) => (log.push(`hide ${dids(list)}`), real.hideDids(list, status)),
+        restoreDids: async (list: readonly string[]) => (log.push(`restore ${dids(list)}`), real.restoreDids(list)),
+      }
+    }
+    const [a, b] = ['did:plc:aaaaaaaaaaaaaaaaaaaaaaaa', 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb']
+    const commit = (cursor: number, did: string, rkey: string): IngestEvent => ({ kind: 'commit', cursor, did, rev: rkey, ops: [mood(rkey, 'x')] })
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const source = scripted([])
+    source.events = async function* () {
+      yield [commit(1, a, '3kaaaaaaaaa22')]
+      await held
+      yield [commit(2, a, '3kbbbbbbbbb22')]
+      yield [{ kind: 'account', cursor: 3, did: a, active: false, status: 'deactivated' }]
+      yield [commit(4, b, '3kccccccccc22')]
+      yield [{ kind: 'account', cursor: 5, did: b, active: false, status: 'deactivated' }]
+      yield [commit(6, a, '3kddddddddd22')]
+      yield [{ kind: 'account', cursor: 7, did: a, active: true }]
+    }
+    await new Indexer({ store, source }).run(new AbortController().signal)
+    // a's second post before a is hidden, b's post and status in the same writes as a's, a's third post after.
+    expect(log).toEqual(['apply aa', 'apply ab bc', 'hide ab', 'apply ad', 'restore a'])
+  })
 })
