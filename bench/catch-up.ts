@@ -31,10 +31,11 @@ const STALL_MS = 60_000
 
 export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): Promise<Result> {
   const o = knobs(opts, SIZES)
-  const capture = await networkCapture(o, { fresh: o.fresh })
+  // The frames stay out of this process: the frame server reads them from the file.
+  const capture = await networkCapture(o, { fresh: o.fresh, frames: false })
   const wanted = o.frames > 0 ? o.frames : Math.round(o.hours * 3600 * o.rate)
-  const repeat = Math.max(1, Math.ceil(wanted / capture.frames.length))
-  const total = repeat * capture.frames.length
+  const repeat = Math.max(1, Math.ceil(wanted / capture.frameCount))
+  const total = repeat * capture.frameCount
   const outageSeconds = total / o.rate
   const fixtures = new URL('./lib/fixtures.ts', import.meta.url).href
   const server = await startFrameServer({ module: fixtures, name: 'captureFrames', args: { file: capture.file }, cache: true }, { where: 'process', path: '/xrpc/com.atproto.sync.subscribeRepos', repeat })
@@ -105,7 +106,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     }
     const at = (f: number) => after.find((s) => s.frames >= f * total) ?? after.at(-1)!
     return {
-      title: `catch-up: ${int(total)} relay frames (${fmt(outageSeconds / 3600, 2)} h of the network at ${int(o.rate)}/s; ${repeat} passes of a ${capture.frames.length}-frame capture, ${capture.moods.length} moods each) through FirehoseSource -> Indexer -> ${mongo.label}`,
+      title: `catch-up: ${int(total)} relay frames (${fmt(outageSeconds / 3600, 2)} h of the network at ${int(o.rate)}/s; ${repeat} passes of a ${capture.frameCount}-frame capture, ${capture.moods.length} moods each) through FirehoseSource -> Indexer -> ${mongo.label}`,
       tables: [
         { headers: ['', 'value'], rows: [
           ['outage replayed', `${fmt(outageSeconds, 0)} s of the network`],

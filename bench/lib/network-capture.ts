@@ -30,7 +30,9 @@ export interface CaptureKnobs {
 }
 
 export interface Capture {
+  /** Empty when loaded without them (`frames: false`). */
   frames: Buffer[]
+  frameCount: number
   /** `at://did/collection/rkey cid` of every mood written. */
   moods: string[]
   /** Each DID's did:key, as PLC had it when the frames were recorded. */
@@ -43,18 +45,18 @@ export interface Capture {
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 /** The capture for these knobs: from .cache/bench/ when recorded before, else recorded now. */
-export async function networkCapture(k: CaptureKnobs, opts: { fresh?: boolean } = {}): Promise<Capture> {
+export async function networkCapture(k: CaptureKnobs, opts: { fresh?: boolean; frames?: boolean } = {}): Promise<Capture> {
   const file = join(ROOT, '.cache', 'bench', `firehose-${k.accounts}a-${k.commits}c-1in${k.moodEvery}.frames`)
   if (!opts.fresh && existsSync(file) && existsSync(`${file}.json`)) {
-    const capture = await loadCapture(file)
-    progress(`capture: ${capture.frames.length} frames from ${file} (recorded before; --fresh records again)`)
+    const capture = await loadCapture(file, opts.frames)
+    progress(`capture: ${capture.frameCount} frames from ${file} (recorded before; --fresh records again)`)
     return capture
   }
   // In a child process: the PDS, PLC and their modules stay out of the bench's memory and CPU.
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), JSON.stringify({ knobs: k, file })], { stdio: ['ignore', 'inherit', 'inherit'] })
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
   if (code !== 0) throw new Error(`recording the capture failed (exit ${code})`)
-  return loadCapture(file)
+  return loadCapture(file, opts.frames)
 }
 
 async function recordTo(k: CaptureKnobs, file: string): Promise<void> {
@@ -66,9 +68,11 @@ async function recordTo(k: CaptureKnobs, file: string): Promise<void> {
   await rename(`${file}.tmp`, file)
 }
 
-export async function loadCapture(file: string): Promise<Capture> {
-  const meta = JSON.parse(await readFile(`${file}.json`, 'utf8')) as Omit<Capture, 'frames'>
-  return { ...meta, frames: decodeFrames(await readFile(file)), file }
+/** `frames: false`: the metadata only, for a bench whose frame server reads the file itself. */
+export async function loadCapture(file: string, frames = true): Promise<Capture> {
+  const meta = JSON.parse(await readFile(`${file}.json`, 'utf8')) as Omit<Capture, 'frames' | 'frameCount'> & { frameCount?: number }
+  const list = frames ? decodeFrames(await readFile(file)) : []
+  return { ...meta, frames: list, frameCount: meta.frameCount ?? list.length, file }
 }
 
 /** An IdResolver for the capture's DIDs, from its saved keys (what @atproto/sync and FirehoseSource call). */
@@ -156,7 +160,7 @@ async function record(k: CaptureKnobs, file: string): Promise<Capture> {
     const keys: Record<string, string> = {}
     for (const account of accounts) keys[account.did] = await resolver.did.resolveAtprotoKey(account.did)
     progress(`capture: ${written.commits} commits (${written.moods.length} moods, ${written.ops} ops) written in ${fmt(genMs / 1000)} s (${int(written.commits / (genMs / 1000))}/s); ${commits} commits (${moods.length} moods) in ${frames.length} relay frames, ${fmt(frames.reduce((n, f) => n + f.length, 0) / 2 ** 20, 2)} MiB`)
-    return { frames, moods, keys, commits, lastSeq, file }
+    return { frames, frameCount: frames.length, moods, keys, commits, lastSeq, file }
   } finally {
     await relay?.stop()
     await network.stop()
