@@ -33,6 +33,56 @@ export type MoodRefusal = (typeof MOOD_REFUSALS)[number]
  * accepted because the collection already names its type.
  */
 export function parseMood(input: unknown): MoodParse {
+  const common = typeof input === 'object' && input !== null ? commonMood(input) : undefined
+  if (common !== undefined) return { ok: true, value: common }
+  return parseMoodBySchema(input)
+}
+
+/** A mood's text this short (UTF-16 units) is within 5,000 UTF-8 bytes whatever it holds (3 bytes a unit at most). */
+const COMMON_MOOD_UNITS = Math.floor(MOOD_MAX_BYTES / 3)
+const objectToString = Object.prototype.toString
+
+/**
+ * The common record, accepted without running the schema: a plain object with `$type` the
+ * mood NSID or absent, a string `mood` of at most 1,666 UTF-16 units, a string `ref`, no
+ * `mongoId`, and `when` exactly as `Date.prototype.toISOString` writes it
+ * (`YYYY-MM-DDTHH:mm:ss.sssZ`, 24 characters, year 0100 or later). Anything else returns undefined, and
+ * `parseMoodBySchema` decides. It only ever accepts, never refuses, and accepts only what
+ * `parseMoodBySchema` accepts, with the same value:
+ * - the schema's object check is lex-data's `isPlainObject`; a prototype of `Object.prototype`
+ *   and a tag of `[object Object]` pass it. Fields the schema does not name it never reads.
+ * - `mood` of at most 1,666 units is at most 4,998 UTF-8 bytes (`oversize` and `maxLength`).
+ * - a string equal to `toISOString()` of the `Date` it parses to, 24 characters long, has a
+ *   four-digit year (0100-9999 here: other years print as ±YYYYYY, and 0000-0099 are left to
+ *   the schema path, above), a month 01-12, a real day of
+ *   that month, a time 00:00:00-23:59:59 and `Z`: it matches `@atproto/syntax`'s datetime
+ *   pattern, is not `-00:00`, is under 64 characters, parses to a year of 0-9999, and names a
+ *   real calendar day and time (`impossibleDate`).
+ * test/unit/mood-fast-path.test.ts runs the lexicon corpus and generated edge cases through
+ * both and requires the same verdicts.
+ */
+export function commonMood(record: object): Mood | undefined {
+  if (Object.getPrototypeOf(record) !== Object.prototype) return undefined
+  const r = record as Record<string, unknown>
+  const { mood, when, ref } = r
+  if (typeof mood !== 'string' || typeof when !== 'string' || typeof ref !== 'string') return undefined
+  if (mood.length > COMMON_MOOD_UNITS || when.length !== 24 || when.charCodeAt(23) !== 90 /* Z */) return undefined
+  // Years 0000-0099 go to the schema path: its `impossibleDate` probes the day in 19xx, so it
+  // refuses 29 February of years like 0000 and 0004, which `Date` takes (a quirk kept as it is).
+  if (when.charCodeAt(0) === 48 && when.charCodeAt(1) === 48) return undefined
+  if ((r.$type !== MOOD_NSID && r.$type !== undefined) || r.mongoId !== undefined) return undefined
+  if (objectToString.call(record) !== '[object Object]') return undefined
+  const date = new Date(when)
+  const time = date.getTime()
+  if (time !== time || date.toISOString() !== when) return undefined
+  return { mood, when: date, ref }
+}
+
+/**
+ * `parseMood` without the fast path for the common record: every record through the
+ * generated schema, with the reasons. Exported for the test that holds the two to the same verdicts.
+ */
+export function parseMoodBySchema(input: unknown): MoodParse {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return refuse('invalid', `record must be an object (got ${describe(input)})`)
   }
