@@ -45,19 +45,16 @@ const objectToString = Object.prototype.toString
 /**
  * The common record, accepted without running the schema: a plain object with `$type` the
  * mood NSID or absent, a string `mood` of at most 1,666 UTF-16 units, a string `ref`, no
- * `mongoId`, and `when` exactly as `Date.prototype.toISOString` writes it
- * (`YYYY-MM-DDTHH:mm:ss.sssZ`, 24 characters, year 0100 or later). Anything else returns undefined, and
+ * `mongoId`, and `when` in the layout `Date.prototype.toISOString` writes
+ * (`YYYY-MM-DDTHH:mm:ss.sssZ`, year 0100-9999). Anything else returns undefined, and
  * `parseMoodBySchema` decides. It only ever accepts, never refuses, and accepts only what
  * `parseMoodBySchema` accepts, with the same value:
  * - the schema's object check is lex-data's `isPlainObject`; a prototype of `Object.prototype`
  *   and a tag of `[object Object]` pass it. Fields the schema does not name it never reads.
  * - `mood` of at most 1,666 units is at most 4,998 UTF-8 bytes (`oversize` and `maxLength`).
- * - a string equal to `toISOString()` of the `Date` it parses to, 24 characters long, has a
- *   four-digit year (0100-9999 here: other years print as ±YYYYYY, and 0000-0099 are left to
- *   the schema path, above), a month 01-12, a real day of
- *   that month, a time 00:00:00-23:59:59 and `Z`: it matches `@atproto/syntax`'s datetime
- *   pattern, is not `-00:00`, is under 64 characters, parses to a year of 0-9999, and names a
- *   real calendar day and time (`impossibleDate`).
+ * - `when` (see `canonicalInstant`) matches `@atproto/syntax`'s datetime pattern, is not
+ *   `-00:00`, is under 64 characters, parses to a year of 0-9999, and names a real calendar
+ *   day and time (`impossibleDate`); its instant is what `new Date(when)` gives.
  * test/unit/mood-fast-path.test.ts runs the lexicon corpus and generated edge cases through
  * both and requires the same verdicts.
  */
@@ -65,17 +62,44 @@ export function commonMood(record: object): Mood | undefined {
   if (Object.getPrototypeOf(record) !== Object.prototype) return undefined
   const r = record as Record<string, unknown>
   const { mood, when, ref } = r
-  if (typeof mood !== 'string' || typeof when !== 'string' || typeof ref !== 'string') return undefined
-  if (mood.length > COMMON_MOOD_UNITS || when.length !== 24 || when.charCodeAt(23) !== 90 /* Z */) return undefined
-  // Years 0000-0099 go to the schema path: its `impossibleDate` probes the day in 19xx, so it
-  // refuses 29 February of years like 0000 and 0004, which `Date` takes (a quirk kept as it is).
-  if (when.charCodeAt(0) === 48 && when.charCodeAt(1) === 48) return undefined
+  if (typeof mood !== 'string' || typeof when !== 'string' || typeof ref !== 'string' || mood.length > COMMON_MOOD_UNITS) return undefined
   if ((r.$type !== MOOD_NSID && r.$type !== undefined) || r.mongoId !== undefined) return undefined
   if (objectToString.call(record) !== '[object Object]') return undefined
-  const date = new Date(when)
-  const time = date.getTime()
-  if (time !== time || date.toISOString() !== when) return undefined
-  return { mood, when: date, ref }
+  const time = canonicalInstant(when)
+  return time === time ? { mood, when: new Date(time), ref } : undefined
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+/** Two ASCII digits at `i` as a number, or -1. */
+function twoDigits(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48
+  const b = s.charCodeAt(i + 1) - 48
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1
+}
+
+/**
+ * The instant (ms) of `YYYY-MM-DDTHH:mm:ss.sssZ` naming a real day of a year 0100-9999 and a
+ * time 00:00:00.000-23:59:59.999, or NaN for anything else (left to the schema path). Years
+ * 0000-0099 are left to it too: its `impossibleDate` probes the day in 19xx, so it refuses
+ * 29 February of years like 0000 and 0004, which `Date` takes (a quirk kept as it is).
+ */
+function canonicalInstant(s: string): number {
+  if (s.length !== 24 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58 || s.charCodeAt(19) !== 46 || s.charCodeAt(23) !== 90) return Number.NaN
+  const century = twoDigits(s, 0)
+  const yy = twoDigits(s, 2)
+  const month = twoDigits(s, 5)
+  const day = twoDigits(s, 8)
+  const hour = twoDigits(s, 11)
+  const minute = twoDigits(s, 14)
+  const second = twoDigits(s, 17)
+  const ms10 = twoDigits(s, 20)
+  const ms1 = s.charCodeAt(22) - 48
+  if (century < 1 || yy < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms10 < 0 || !(ms1 >= 0 && ms1 <= 9)) return Number.NaN
+  const year = century * 100 + yy
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!)) return Number.NaN
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms10 * 10 + ms1)
 }
 
 /**
