@@ -96,6 +96,7 @@ export const MAX_RECORD_NODES = 10_000
  * over it next.
  */
 export function shapeProblem(value: unknown): string | undefined {
+  if (isFlat(value)) return undefined
   const stack: [unknown, number][] = [[value, 1]]
   let nodes = 0
   while (stack.length > 0) {
@@ -109,6 +110,23 @@ export function shapeProblem(value: unknown): string | undefined {
     }
   }
   return undefined
+}
+
+/**
+ * A plain object whose values are all leaves (no array, no plain object), with at most
+ * `MAX_RECORD_NODES` of them: the walk below would find nothing (depth 2 at most), so the
+ * common record skips it and its allocations.
+ */
+function isFlat(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return false
+  let nodes = 0
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) return false
+    const child = (value as Record<string, unknown>)[key]
+    if (typeof child === 'object' && child !== null && (Array.isArray(child) || isPlainObject(child))) return false
+    if (++nodes > MAX_RECORD_NODES) return false
+  }
+  return true
 }
 
 function isPlainObject(value: object): boolean {
