@@ -15,7 +15,7 @@ import { accountAction } from '../sync/accounts.ts'
 import type { AnyCollection } from '../sync/collection.ts'
 import { moodCollection } from '../sync/mood.ts'
 import { isInputFault } from '../store/mongo-errors.ts'
-import { isStoreOp, tidTimeUs, toStoreOp, truncate } from '../sync/records.ts'
+import { isStoreOp, tidTimeUs, toStoreOp, truncate, type OpOrigin } from '../sync/records.ts'
 import { batches } from './batcher.ts'
 import type { AccountEvent, CommitEvent, IngestEvent, Source } from './events.ts'
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
@@ -263,7 +263,8 @@ export class Indexer {
     const started = performance.now()
     const { store, source } = this.#opts
     const quarantine: QuarantineEntry[] = []
-    const dids = batch.filter((e): e is CommitEvent => e.kind === 'commit').map((e) => e.did)
+    const dids: string[] = []
+    for (const event of batch) if (event.kind === 'commit') dids.push(event.did)
     const users = dids.length > 0 ? await store.users.resolve(dids) : new Map<string, string | null>()
     const forgotten = dids.length > 0 ? await store.forgotten.since(dids) : new Map<string, number>()
     // Ops per MongoDB collection, applied together; account and gap events flush them first.
@@ -278,19 +279,26 @@ export class Indexer {
 
     // Counted per batch: a labelled counter update costs more than the event's own parse.
     const received = new Map<string, number>()
+    let commits = 0
     const handles = new Map<string, string>()
+    // One origin for the batch, refilled per commit: toStoreOp copies what it needs from it.
+    const origin: OpOrigin = { source: source.id, did: '', rev: '', cursor: undefined }
     for (const event of batch) {
-      received.set(event.kind, (received.get(event.kind) ?? 0) + (event.kind === 'skip' ? (event.count ?? 1) : 1))
+      if (event.kind === 'commit') commits++
+      else received.set(event.kind, (received.get(event.kind) ?? 0) + (event.kind === 'skip' ? (event.count ?? 1) : 1))
       switch (event.kind) {
         case 'commit': {
           const erasedAt = forgotten.get(event.did)
           // A late echo of a write from before `forget` must not resurrect an erased record.
           if (erasedAt !== undefined && tidTimeUs(event.rev) <= erasedAt) break
-          const origin = { source: source.id, did: event.did, rev: event.rev, cursor: event.cursor }
+          origin.did = event.did
+          origin.rev = event.rev
+          origin.cursor = event.cursor
+          const user = users.get(event.did) ?? null
           for (const op of event.ops) {
             const def = this.#collections.get(op.collection)
             if (!def) continue
-            const result = toStoreOp(def, op, users.get(event.did) ?? null, origin)
+            const result = toStoreOp(def, op, user, origin)
             if (!isStoreOp(result)) quarantine.push(result)
             else if (ops.has(def.mongoCollection)) ops.get(def.mongoCollection)!.push(result)
             else ops.set(def.mongoCollection, [result])
@@ -331,6 +339,7 @@ export class Indexer {
     }
     await flush()
     await this.#keepHandles(handles)
+    if (commits > 0) this.metrics.received.inc({ kind: 'commit' }, commits)
     for (const [kind, n] of received) this.metrics.received.inc({ kind }, n)
     await store.quarantine.add(quarantine)
     for (const entry of quarantine) {
