@@ -28,10 +28,12 @@ export function toStoreOp<V, F extends object>(def: CollectionDefinition<V, F>, 
   try {
     const parsed = def.parse(op.record)
     if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, ...(parsed.kind === undefined ? {} : { refusal: parsed.kind }), cid: op.cid, raw: rawOf(op.record) }
-    const upsert: UpsertOp<F> = { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields: def.fields(parsed.value), user }
+    const fields = def.fields(parsed.value)
     const ref = def.ref?.(parsed.value)
-    if (ref !== undefined) upsert.ref = ref
-    return upsert
+    // Built whole, with or without `ref`: adding it afterwards changed the object's shape per op.
+    return ref === undefined
+      ? { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields, user }
+      : { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields, user, ref }
   } catch (err) {
     // A definition must not throw; if one does, the record is set aside, not the stream.
     return { ...where(origin, op.rkey), reason: `could not be validated: ${(err as Error).message}`, cid: op.cid, raw: rawOf(op.record) }
