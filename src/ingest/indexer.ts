@@ -15,7 +15,7 @@ import { accountAction, type AccountAction } from '../sync/accounts.ts'
 import type { AnyCollection } from '../sync/collection.ts'
 import { moodCollection } from '../sync/mood.ts'
 import { isInputFault } from '../store/mongo-errors.ts'
-import { isStoreOp, tidTimeUs, toStoreOp, truncate } from '../sync/records.ts'
+import { isStoreOp, tidTimeUs, toStoreOp, truncate, type OpOrigin } from '../sync/records.ts'
 import { batches } from './batcher.ts'
 import type { AccountEvent, CommitEvent, IngestEvent, ResyncEvent, Source } from './events.ts'
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts'
@@ -278,7 +278,9 @@ export class Indexer {
     const started = performance.now()
     const { store, source } = this.#opts
     const quarantine: QuarantineEntry[] = []
-    const dids = [...new Set(batch.filter((e): e is CommitEvent => e.kind === 'commit').map((e) => e.did))]
+    const seen = new Set<string>()
+    for (const event of batch) if (event.kind === 'commit') seen.add(event.did)
+    const dids = [...seen]
     // One look-up each per batch, side by side: a quiet stream's lone event waits for one round trip, not two.
     const [users, forgotten] = dids.length > 0 ? await Promise.all([store.users.resolve(dids), store.forgotten.since(dids)]) : [new Map<string, string | null>(), new Map<string, number>()]
     // Ops and account changes in stages (`Stages`, below): what one DID did stays in order, while
@@ -287,20 +289,27 @@ export class Indexer {
 
     // Counted per batch: a labelled counter update costs more than the event's own parse.
     const received = new Map<string, number>()
+    let commits = 0
     const handles = new Map<string, string>()
     const resyncs: ResyncEvent[] = []
+    // One origin for the batch, refilled per commit: toStoreOp copies what it needs from it.
+    const origin: OpOrigin = { source: source.id, did: '', rev: '', cursor: undefined }
     for (const event of batch) {
-      received.set(event.kind, (received.get(event.kind) ?? 0) + (event.kind === 'skip' ? (event.count ?? 1) : 1))
+      if (event.kind === 'commit') commits++
+      else received.set(event.kind, (received.get(event.kind) ?? 0) + (event.kind === 'skip' ? (event.count ?? 1) : 1))
       switch (event.kind) {
         case 'commit': {
           const erasedAt = forgotten.get(event.did)
           // A late echo of a write from before `forget` must not resurrect an erased record.
           if (erasedAt !== undefined && tidTimeUs(event.rev) <= erasedAt) break
-          const origin = { source: source.id, did: event.did, rev: event.rev, cursor: event.cursor }
+          origin.did = event.did
+          origin.rev = event.rev
+          origin.cursor = event.cursor
+          const user = users.get(event.did) ?? null
           for (const op of event.ops) {
             const def = this.#collections.get(op.collection)
             if (!def) continue
-            const result = toStoreOp(def, op, users.get(event.did) ?? null, origin)
+            const result = toStoreOp(def, op, user, origin)
             if (!isStoreOp(result)) quarantine.push(result)
             else stages.op(def.mongoCollection, result)
           }
@@ -339,6 +348,7 @@ export class Indexer {
     }
     await this.#applyStages(stages)
     await this.#afterRecords(handles, resyncs)
+    if (commits > 0) this.metrics.received.inc({ kind: 'commit' }, commits)
     for (const [kind, n] of received) this.metrics.received.inc({ kind }, n)
     await store.quarantine.add(quarantine)
     for (const entry of quarantine) {

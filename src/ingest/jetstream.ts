@@ -1,7 +1,7 @@
 import { MOOD_NSID } from '../sync/mood.ts'
 import { silentLogger, type Logger } from '../logger.ts'
 import type { Backoff } from '../retry.ts'
-import { truncate, type IngestEvent, type SavedPosition, type Source, type SourceStats } from './events.ts'
+import { truncate, type IngestEvent, type InvalidEvent, type SavedPosition, type Source, type SourceStats } from './events.ts'
 import { Watermark } from './watermark.ts'
 import { websocketFeed } from './websocket-feed.ts'
 
@@ -129,6 +129,14 @@ function formatWindow(us: number): string {
 const MOODS_ONLY: ReadonlySet<string> = new Set([MOOD_NSID])
 const DID = /^did:[a-z]+:[a-zA-Z0-9._:%-]{1,2048}$/
 
+/** An `invalid` event for a frame that parsed but is not an event we understand. */
+function invalidEvent(ev: Record<string, unknown>, cursor: number | undefined, text: string, reason: string, rkey?: string): IngestEvent {
+  const event: InvalidEvent = { kind: 'invalid', cursor, reason, did: typeof ev.did === 'string' ? ev.did : undefined }
+  if (rkey !== undefined) event.rkey = rkey
+  event.raw = truncate(text)
+  return event
+}
+
 /** One Jetstream v1 text frame to an event. Never throws: bad input becomes `invalid`. */
 export function parseJetstreamEvent(text: string, collections: ReadonlySet<string> = MOODS_ONLY): IngestEvent {
   let value: unknown
@@ -144,39 +152,31 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
   const timeUs = Number.isSafeInteger(ev.time_us) && (ev.time_us as number) > 0 ? (ev.time_us as number) : undefined
   const seq = Number.isSafeInteger(ev.cursor) && (ev.cursor as number) > 0 && (ev.cursor as number) < SEQ_CURSOR_LIMIT ? (ev.cursor as number) : undefined
   const cursor = timeUs === undefined ? undefined : (seq ?? timeUs)
-  const bad = (reason: string, extra: { rkey?: string } = {}): IngestEvent => ({
-    kind: 'invalid',
-    cursor,
-    reason,
-    did: typeof ev.did === 'string' ? ev.did : undefined,
-    ...extra,
-    raw: truncate(text),
-  })
-  if (cursor === undefined) return bad('time_us is missing or not a positive integer')
-  if (typeof ev.did !== 'string' || !DID.test(ev.did)) return bad('did is missing or not a DID')
+  if (cursor === undefined) return invalidEvent(ev, cursor, text, 'time_us is missing or not a positive integer')
+  if (typeof ev.did !== 'string' || !DID.test(ev.did)) return invalidEvent(ev, cursor, text, 'did is missing or not a DID')
   const did = ev.did
   const emittedAt = timeUs! / 1000
 
   switch (ev.kind) {
     case 'commit': {
       const c = ev.commit as Record<string, unknown> | undefined
-      if (typeof c !== 'object' || c === null) return bad('commit event without a commit object')
+      if (typeof c !== 'object' || c === null) return invalidEvent(ev, cursor, text, 'commit event without a commit object')
       const collection = c.collection
       if (typeof collection !== 'string' || !collections.has(collection)) return { kind: 'skip', cursor, emittedAt }
       const rkey = c.rkey
-      if (typeof rkey !== 'string' || rkey.length === 0) return bad('commit.rkey is missing')
-      if (typeof c.rev !== 'string' || c.rev.length === 0) return bad('commit.rev is missing', { rkey })
+      if (typeof rkey !== 'string' || rkey.length === 0) return invalidEvent(ev, cursor, text, 'commit.rkey is missing')
+      if (typeof c.rev !== 'string' || c.rev.length === 0) return invalidEvent(ev, cursor, text, 'commit.rev is missing', rkey)
       if (c.operation === 'delete') {
         return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'delete', collection, rkey }], emittedAt }
       }
-      if (c.operation !== 'create' && c.operation !== 'update') return bad(`unknown commit operation ${JSON.stringify(c.operation)}`, { rkey })
-      if (typeof c.cid !== 'string' || c.cid.length === 0) return bad(`${c.operation} without a cid`, { rkey })
-      if (c.record === undefined) return bad(`${c.operation} without a record`, { rkey })
+      if (c.operation !== 'create' && c.operation !== 'update') return invalidEvent(ev, cursor, text, `unknown commit operation ${JSON.stringify(c.operation)}`, rkey)
+      if (typeof c.cid !== 'string' || c.cid.length === 0) return invalidEvent(ev, cursor, text, `${c.operation} without a cid`, rkey)
+      if (c.record === undefined) return invalidEvent(ev, cursor, text, `${c.operation} without a record`, rkey)
       return { kind: 'commit', cursor, did, rev: c.rev, ops: [{ action: 'upsert', collection, rkey, cid: c.cid, record: c.record }], emittedAt }
     }
     case 'account': {
       const a = ev.account as Record<string, unknown> | undefined
-      if (typeof a !== 'object' || a === null || typeof a.active !== 'boolean') return bad('account event without account.active')
+      if (typeof a !== 'object' || a === null || typeof a.active !== 'boolean') return invalidEvent(ev, cursor, text, 'account event without account.active')
       const event: IngestEvent = { kind: 'account', cursor, did, active: a.active, emittedAt }
       if (typeof a.status === 'string') event.status = a.status
       return event
@@ -184,7 +184,7 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
     case 'sync': {
       // Jetstream v2: the repo's state was replaced without a diff (a #sync on the relay).
       const s = ev.sync as Record<string, unknown> | undefined
-      if (typeof s !== 'object' || s === null) return bad('sync event without a sync object')
+      if (typeof s !== 'object' || s === null) return invalidEvent(ev, cursor, text, 'sync event without a sync object')
       return { kind: 'resync', cursor, did, reason: 'jetstream sync event: state replaced without a diff', onlyIfKnown: true }
     }
     case 'identity': {
@@ -194,6 +194,6 @@ export function parseJetstreamEvent(text: string, collections: ReadonlySet<strin
       return event
     }
     default:
-      return bad(`unknown event kind ${JSON.stringify(ev.kind)}`)
+      return invalidEvent(ev, cursor, text, `unknown event kind ${JSON.stringify(ev.kind)}`)
   }
 }

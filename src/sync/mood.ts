@@ -33,6 +33,80 @@ export type MoodRefusal = (typeof MOOD_REFUSALS)[number]
  * accepted because the collection already names its type.
  */
 export function parseMood(input: unknown): MoodParse {
+  const common = typeof input === 'object' && input !== null ? commonMood(input) : undefined
+  if (common !== undefined) return { ok: true, value: common }
+  return parseMoodBySchema(input)
+}
+
+/** A mood's text this short (UTF-16 units) is within 5,000 UTF-8 bytes whatever it holds (3 bytes a unit at most). */
+const COMMON_MOOD_UNITS = Math.floor(MOOD_MAX_BYTES / 3)
+const objectToString = Object.prototype.toString
+
+/**
+ * The common record, accepted without running the schema: a plain object with `$type` the
+ * mood NSID or absent, a string `mood` of at most 1,666 UTF-16 units, a string `ref`, no
+ * `mongoId`, and `when` in the layout `Date.prototype.toISOString` writes
+ * (`YYYY-MM-DDTHH:mm:ss.sssZ`, year 0100-9999). Anything else returns undefined, and
+ * `parseMoodBySchema` decides. It only ever accepts, never refuses, and accepts only what
+ * `parseMoodBySchema` accepts, with the same value:
+ * - the schema's object check is lex-data's `isPlainObject`; a prototype of `Object.prototype`
+ *   and a tag of `[object Object]` pass it. Fields the schema does not name it never reads.
+ * - `mood` of at most 1,666 units is at most 4,998 UTF-8 bytes (`oversize` and `maxLength`).
+ * - `when` (see `canonicalInstant`) matches `@atproto/syntax`'s datetime pattern, is not
+ *   `-00:00`, is under 64 characters, parses to a year of 0-9999, and names a real calendar
+ *   day and time (`impossibleDate`); its instant is what `new Date(when)` gives.
+ * test/unit/mood-fast-path.test.ts runs the lexicon corpus and generated edge cases through
+ * both and requires the same verdicts.
+ */
+export function commonMood(record: object): Mood | undefined {
+  if (Object.getPrototypeOf(record) !== Object.prototype) return undefined
+  const r = record as Record<string, unknown>
+  const { mood, when, ref } = r
+  if (typeof mood !== 'string' || typeof when !== 'string' || typeof ref !== 'string' || mood.length > COMMON_MOOD_UNITS) return undefined
+  if ((r.$type !== MOOD_NSID && r.$type !== undefined) || r.mongoId !== undefined) return undefined
+  if (objectToString.call(record) !== '[object Object]') return undefined
+  const time = canonicalInstant(when)
+  return time === time ? { mood, when: new Date(time), ref } : undefined
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+/** Two ASCII digits at `i` as a number, or -1. */
+function twoDigits(s: string, i: number): number {
+  const a = s.charCodeAt(i) - 48
+  const b = s.charCodeAt(i + 1) - 48
+  return a >= 0 && a <= 9 && b >= 0 && b <= 9 ? a * 10 + b : -1
+}
+
+/**
+ * The instant (ms) of `YYYY-MM-DDTHH:mm:ss.sssZ` naming a real day of a year 0100-9999 and a
+ * time 00:00:00.000-23:59:59.999, or NaN for anything else (left to the schema path). Years
+ * 0000-0099 are left to it too: its `impossibleDate` probes the day in 19xx, so it refuses
+ * 29 February of years like 0000 and 0004, which `Date` takes (a quirk kept as it is).
+ */
+function canonicalInstant(s: string): number {
+  if (s.length !== 24 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45 || s.charCodeAt(10) !== 84 || s.charCodeAt(13) !== 58 || s.charCodeAt(16) !== 58 || s.charCodeAt(19) !== 46 || s.charCodeAt(23) !== 90) return Number.NaN
+  const century = twoDigits(s, 0)
+  const yy = twoDigits(s, 2)
+  const month = twoDigits(s, 5)
+  const day = twoDigits(s, 8)
+  const hour = twoDigits(s, 11)
+  const minute = twoDigits(s, 14)
+  const second = twoDigits(s, 17)
+  const ms10 = twoDigits(s, 20)
+  const ms1 = s.charCodeAt(22) - 48
+  if (century < 1 || yy < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || second < 0 || second > 59 || ms10 < 0 || !(ms1 >= 0 && ms1 <= 9)) return Number.NaN
+  const year = century * 100 + yy
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+  if (day > (month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!)) return Number.NaN
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms10 * 10 + ms1)
+}
+
+/**
+ * `parseMood` without the fast path for the common record: every record through the
+ * generated schema, with the reasons. Exported for the test that holds the two to the same verdicts.
+ */
+export function parseMoodBySchema(input: unknown): MoodParse {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return refuse('invalid', `record must be an object (got ${describe(input)})`)
   }

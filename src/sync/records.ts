@@ -28,10 +28,12 @@ export function toStoreOp<V, F extends object>(def: CollectionDefinition<V, F>, 
   try {
     const parsed = def.parse(op.record)
     if (!parsed.ok) return { ...where(origin, op.rkey), reason: parsed.reason, ...(parsed.kind === undefined ? {} : { refusal: parsed.kind }), cid: op.cid, raw: rawOf(op.record) }
-    const upsert: UpsertOp<F> = { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields: def.fields(parsed.value), user }
+    const fields = def.fields(parsed.value)
     const ref = def.ref?.(parsed.value)
-    if (ref !== undefined) upsert.ref = ref
-    return upsert
+    // Built whole, with or without `ref`: adding it afterwards changed the object's shape per op.
+    return ref === undefined
+      ? { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields, user }
+      : { kind: 'upsert', did: origin.did, rkey: op.rkey, rev: origin.rev, cid: op.cid, fields, user, ref }
   } catch (err) {
     // A definition must not throw; if one does, the record is set aside, not the stream.
     return { ...where(origin, op.rkey), reason: `could not be validated: ${(err as Error).message}`, cid: op.cid, raw: rawOf(op.record) }
@@ -96,6 +98,7 @@ export const MAX_RECORD_NODES = 10_000
  * over it next.
  */
 export function shapeProblem(value: unknown): string | undefined {
+  if (isFlat(value)) return undefined
   const stack: [unknown, number][] = [[value, 1]]
   let nodes = 0
   while (stack.length > 0) {
@@ -109,6 +112,23 @@ export function shapeProblem(value: unknown): string | undefined {
     }
   }
   return undefined
+}
+
+/**
+ * A plain object whose values are all leaves (no array, no plain object), with at most
+ * `MAX_RECORD_NODES` of them: the walk below would find nothing (depth 2 at most), so the
+ * common record skips it and its allocations.
+ */
+function isFlat(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return false
+  let nodes = 0
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) return false
+    const child = (value as Record<string, unknown>)[key]
+    if (typeof child === 'object' && child !== null && (Array.isArray(child) || isPlainObject(child))) return false
+    if (++nodes > MAX_RECORD_NODES) return false
+  }
+  return true
 }
 
 function isPlainObject(value: object): boolean {
