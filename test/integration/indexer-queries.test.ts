@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { TID } from '@atproto/common-web'
 import { MongoClient, ObjectId, type CommandStartedEvent, type Db } from 'mongodb'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
-import type { IngestEvent, Source, SourceStats } from '../../src/ingest/events.ts'
+import type { IngestEvent } from '../../src/ingest/events.ts'
 import { Indexer } from '../../src/ingest/indexer.ts'
 import { capabilitiesOf } from '../../src/store/capabilities.ts'
 import { COLLECTIONS } from '../../src/store/collections.ts'
@@ -10,6 +10,7 @@ import { Database } from '../../src/store/database.ts'
 import { ensureIndexes } from '../../src/store/indexes.ts'
 import { MOOD_NSID } from '../../src/sync/mood.ts'
 import { clientRef } from '../../rig/client-ref.ts'
+import { scriptedSource } from '../../rig/scripted-source.ts'
 
 /**
  * Issue 12, target 4: no query per repo where one per batch serves. A batch in which every one
@@ -39,17 +40,7 @@ afterAll(async () => {
 const did = (n: number) => `did:plc:${n.toString(32).padStart(24, 'a')}`
 const mood = (rkey: string, text: string) => ({ action: 'upsert' as const, collection: MOOD_NSID, rkey, cid: `bafy${rkey}`, record: { $type: MOOD_NSID, ref: clientRef(), mood: text, when: '2026-01-01T00:00:00Z' } })
 
-function scripted(events: IngestEvent[]): Source {
-  const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
-  return {
-    id: 'scripted',
-    instance: 'test',
-    stats,
-    async *events() {
-      yield events
-    },
-  }
-}
+const scripted = (events: IngestEvent[]) => scriptedSource(events, { oneRead: true })
 
 /** Runs the scenario for `n` DIDs; returns the commands the batch holding it sent, by name and collection. */
 async function scenario(n: number) {

@@ -8,6 +8,7 @@ import type { RecordOp } from '../../src/store/ops.ts'
 import type { CollectionDefinition } from '../../src/sync/collection.ts'
 import { MOOD_NSID, moodCollection } from '../../src/sync/mood.ts'
 import { MemoryStore } from '../../rig/memory-store.ts'
+import { scriptedSource } from '../../rig/scripted-source.ts'
 import { valueOf } from '../../src/metrics.ts'
 
 /** Every `apply` first asks `fault`: a promise it returns stands in for the store's answer; undefined lets the real apply run. */
@@ -19,18 +20,7 @@ function faultyApply(store: MemoryStore, fault: () => Promise<never> | undefined
   }
 }
 
-/** A source that yields a fixed list of events, then ends (as a stream would on abort). */
-function scripted(events: IngestEvent[]): Source {
-  const stats: SourceStats = { connected: true, reconnects: 0, framesReceived: 0 }
-  return {
-    id: 'scripted',
-    instance: 'test',
-    stats,
-    async *events(_signal, from) {
-      for (const event of events) if (from === undefined || (event.cursor ?? 0) >= from.cursor) yield [event]
-    },
-  }
-}
+const scripted = (events: IngestEvent[]) => scriptedSource(events)
 
 const DID = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
 const NOTE = 'test.example.note'

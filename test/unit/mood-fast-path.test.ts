@@ -2,6 +2,8 @@ import { isDeepStrictEqual } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { CORPUS } from '../../src/lexicon-contract/corpus.ts'
 import { commonMood, MOOD_NSID, parseMood, parseMoodBySchema, type MoodParse } from '../../src/sync/mood.ts'
+// Seeded, so a failure names an input that comes again.
+import { mulberry32 } from '../../bench/lib/fixtures.ts'
 
 // parseMood takes a fast path for the common record (commonMood) and the generated schema for
 // everything else. The fast path may only accept, and only what the schema path accepts, with
@@ -15,17 +17,6 @@ const EURO = '\u20AC' // 3 bytes, 1 unit
 const E_ACUTE = '\u00E9' // 2 bytes, 1 unit
 const LONE_HIGH = '\uD83D' // a lone surrogate: 3 bytes (U+FFFD) for Buffer and for lex-data
 
-/** Seeded, so a failure names an input that comes again. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** Mood texts at and around the 5,000-byte bound and the fast path's 1,666-unit bound, in every width. */
 const MOODS: unknown[] = [
