@@ -42,7 +42,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
   const mongo = await startMongo(opts.mongoUri)
   const store = new Store({ mongodb: { uri: mongo.uri, db: `bench_catchup_${process.pid}` } })
   const counts: Result['counts'] = {}
-  const samples: { frames: number; rssMb: number; heapMb: number }[] = []
+  const samples: { frames: number; rssMb: number; heapMb: number; heapTotalMb: number; buffersMb: number }[] = []
   try {
     await store.start()
     const source = new FirehoseSource({ url: server.url, idResolver: captureKeys(capture) })
@@ -60,7 +60,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     // Frames taken so far: the socket's count, which the indexer's backpressure keeps close to what it applied.
     const sample = () => {
       const mem = process.memoryUsage()
-      samples.push({ frames: source.stats.framesReceived, rssMb: mem.rss / MB, heapMb: mem.heapUsed / MB })
+      samples.push({ frames: source.stats.framesReceived, rssMb: mem.rss / MB, heapMb: mem.heapUsed / MB, heapTotalMb: mem.heapTotal / MB, buffersMb: mem.arrayBuffers / MB })
     }
     let lastProgress = { frames: 0, at: Date.now() }
     let stalled: Error | undefined
@@ -114,8 +114,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
           ['catch-up / outage', `1/${fmt(1 / ratio, 0)} (target <= 1/50: ${ratio <= 1 / 50 ? 'met' : 'MISSED'})`],
         ] },
         {
-          headers: ['frames taken', 'RSS MB', 'heap MB'],
-          rows: [0.05, 0.25, 0.5, 0.75, 1].map((f) => at(f)).map((s) => [int(s.frames), fmt(s.rssMb), fmt(s.heapMb)]),
+          headers: ['frames taken', 'RSS MB', 'heap used MB', 'heap committed MB', 'Buffers MB'],
+          rows: [0.05, 0.25, 0.5, 0.75, 1].map((f) => at(f)).map((s) => [int(s.frames), fmt(s.rssMb), fmt(s.heapMb), fmt(s.heapTotalMb), fmt(s.buffersMb)]),
         },
       ],
       notes: [
