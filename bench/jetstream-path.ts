@@ -25,6 +25,7 @@ export const LABELS = {
   bare: '(a) bare: ws + JSON.parse',
   source: 'ours: JetstreamSource.events only',
   ours: '(b) ours: JetstreamSource -> Indexer.run, MemoryStore',
+  sink: "(b') ours: JetstreamSource -> Indexer.run, a no-op sink (counts, keeps nothing)",
   skyware: '(c) @skyware/jetstream (Node WebSocket)',
   skywareWs: '@skyware/jetstream (ws)',
 } as const
@@ -43,6 +44,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
         contender('bare', (url, n) => wsCount(url, n, (data) => (JSON.parse(data.toString('utf8')) as { kind?: string }).kind === 'commit')),
         contender('source', oursSource),
         contender('ours', (url, n) => oursIndexer(url, n, counts)),
+        contender('sink', (url, n) => oursIndexer(url, n, counts, false)),
         contender('skyware', (url, n) => skyware(url, n)),
         contender('skywareWs', (url, n) => skyware(url, n, WebSocket)),
       ],
@@ -58,6 +60,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     metrics['ours / skyware'] = pairedRatio(results, LABELS.ours, LABELS.skyware)
     metrics['ours / skyware (ws)'] = pairedRatio(results, LABELS.ours, LABELS.skywareWs)
     metrics['source only / bare'] = pairedRatio(results, LABELS.source, LABELS.bare)
+    metrics['sink / bare'] = pairedRatio(results, LABELS.sink, LABELS.bare)
+    metrics['sink / skyware'] = pairedRatio(results, LABELS.sink, LABELS.skyware)
     return {
       title: `Jetstream path: ${n.toLocaleString('en-US')} commit-create events per run, ${roundCount} rounds (order rotated), median; frame server on a worker thread`,
       tables: [
@@ -68,6 +72,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
             ['(b) ours / (a) bare', ratio(metrics['ours / bare']), verdict(metrics['ours / bare'], 0.9)],
             ['(b) ours / (c) skyware', ratio(metrics['ours / skyware']), verdict(metrics['ours / skyware'], 1.1)],
             ['(b) ours / skyware (ws)', ratio(metrics['ours / skyware (ws)']), '—'],
+            ["(b') ours, no-op sink / (a) bare", ratio(metrics['sink / bare']), verdict(metrics['sink / bare'], 0.9)],
+            ["(b') ours, no-op sink / (c) skyware", ratio(metrics['sink / skyware']), verdict(metrics['sink / skyware'], 1.1)],
             ['ours, source only / bare', ratio(metrics['source only / bare']), '—'],
           ],
         },
@@ -115,12 +121,15 @@ async function oursSource(url: string, n: number): Promise<Sample> {
   return { events: n, ms }
 }
 
-/** The real Indexer on the in-memory store; the clock stops when the n-th op is applied. */
-async function oursIndexer(url: string, n: number, counts: Result['counts']): Promise<Sample> {
+/**
+ * The real Indexer on the in-memory store (or, `keep: false`, a sink that only counts: the
+ * store's own Map is a test double's cost, not the path's); the clock stops when the n-th op is applied.
+ */
+async function oursIndexer(url: string, n: number, counts: Result['counts'], keep = true): Promise<Sample> {
   const abort = new AbortController()
   const source = new JetstreamSource({ url })
   let ms = 0
-  const store = new MemoryStore()
+  const store = new MemoryStore({ keep })
   // The clock stops when the indexer says the batch holding the last event is applied.
   const onApplied = () => {
     if (store.applied.inserted + store.applied.updated + store.applied.deleted + store.applied.stale < n) return
@@ -130,10 +139,11 @@ async function oursIndexer(url: string, n: number, counts: Result['counts']): Pr
   const indexer = new Indexer({ store, source, onApplied })
   const started = performance.now()
   await indexer.run(abort.signal)
-  counts['indexer: moods inserted'] = [store.applied.inserted, n]
-  counts['indexer: moods live in the store'] = [store.live(COLLECTIONS.moods), n]
-  counts['indexer: quarantined'] = [store.quarantined.length, 0]
-  counts['indexer: reconnects'] = [source.stats.reconnects, 0]
+  const label = keep ? 'indexer' : 'indexer, no-op sink'
+  counts[`${label}: moods inserted`] = [store.applied.inserted, n]
+  if (keep) counts['indexer: moods live in the store'] = [store.live(COLLECTIONS.moods), n]
+  counts[`${label}: quarantined`] = [store.quarantined.length, 0]
+  counts[`${label}: reconnects`] = [source.stats.reconnects, 0]
   return { events: n, ms }
 }
 

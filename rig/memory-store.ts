@@ -18,6 +18,12 @@ export class MemoryStore implements IndexerStore {
   readonly applied: ApplyResult = emptyApplyResult()
   #cursors = new Map<string, SavedPosition>()
   batches = 0
+  /** False: a no-op sink that counts the ops (upserts as inserted) and keeps none, for a bench of what comes before the store. */
+  readonly #keep: boolean
+
+  constructor(opts: { keep?: boolean } = {}) {
+    this.#keep = opts.keep ?? true
+  }
   /** What the account events asked of each collection, in order (records are not hidden here). */
   readonly accountChanges: { action: 'hide' | 'restore' | 'delete'; status?: string; dids: string[] }[] = []
 
@@ -53,7 +59,8 @@ export class MemoryStore implements IndexerStore {
       apply: async (ops: readonly RecordOp<object>[]) => {
         this.batches++
         const done = emptyApplyResult()
-        for (const op of ops) {
+        if (!this.#keep) for (const op of ops) op.kind === 'delete' ? done.deleted++ : done.inserted++
+        else for (const op of ops) {
           const key = `${op.did}\u0000${op.rkey}`
           const prev = table.get(key)
           if (prev && prev.rev > op.rev) done.stale++
