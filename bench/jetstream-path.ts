@@ -41,7 +41,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     const results = await rounds(
       [
         contender('wire', (url, n) => wsCount(url, n, () => true)),
-        contender('bare', (url, n) => wsCount(url, n, (data) => (JSON.parse(data.toString('utf8')) as { kind?: string }).kind === 'commit')),
+        contender('bare', (url, n) => wsCount(url, n, (data) => (JSON.parse(data.toString()) as { kind?: string }).kind === 'commit')),
         contender('source', oursSource),
         contender('ours', (url, n) => oursIndexer(url, n, counts)),
         contender('sink', (url, n) => oursIndexer(url, n, counts, false)),
