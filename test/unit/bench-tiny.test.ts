@@ -18,10 +18,12 @@ describe('benches, tiny size (no servers but their own)', () => {
       '(a) bare: ws + JSON.parse',
       'ours: JetstreamSource.events only',
       '(b) ours: JetstreamSource -> Indexer.run, MemoryStore',
+      "(b') ours: JetstreamSource -> Indexer.run, a no-op sink (counts, keeps nothing)",
       '(c) @skyware/jetstream (Node WebSocket)',
       '@skyware/jetstream (ws)',
     ])
     expect(result.counts['indexer: moods inserted']).toEqual([2000, 2000])
+    expect(result.counts['indexer, no-op sink: moods inserted']).toEqual([2000, 2000])
     expect(result.metrics['ours / bare']).toBeGreaterThan(0)
   })
 
