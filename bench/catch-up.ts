@@ -88,6 +88,7 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
     counts['moods in MongoDB'] = [await store.db.collection(COLLECTIONS.moods).countDocuments(), capture.moods.length]
     counts['quarantined'] = [await store.db.collection(COLLECTIONS.quarantine).countDocuments(), 0]
     counts['kept commits verified'] = [source.stats.verifiedCommits, capture.moods.length * repeat]
+    counts['chain breaks (false resyncs)'] = [source.stats.chainBreaks, 0]
 
     const baseline = samples.find((s) => s.frames >= BASELINE_AT * total) ?? samples[0]!
     const after = samples.filter((s) => s.frames >= baseline.frames)

@@ -61,6 +61,8 @@ export async function run(opts: RunOptions & Partial<(typeof SIZES)['full']>): P
           const r = await replaySource(server.url, capture, repeat)
           note('ours: moods kept', r.moods.size, capture.moods.length)
           note('ours: commits verified', r.verified, kept)
+          // The relay's own stream is unbroken: a break found in it would be a false resync.
+          note('ours: chain breaks', r.chainBreaks, 0)
           return { events: total, ms: r.ms }
         }),
         contender('indexer', async () => {
@@ -146,7 +148,7 @@ async function drain(url: string, total: number): Promise<Sample> {
 }
 
 /** FirehoseSource.events over `repeat` passes: ends at the last frame of the last pass. */
-async function replaySource(url: string, capture: Capture, repeat: number): Promise<{ ms: number; moods: Set<string>; verified: number }> {
+async function replaySource(url: string, capture: Capture, repeat: number): Promise<{ ms: number; moods: Set<string>; verified: number; chainBreaks: number }> {
   const abort = new AbortController()
   const timer = setTimeout(() => abort.abort(), TIMEOUT_MS)
   const source = new FirehoseSource({ url, idResolver: captureKeys(capture) })
@@ -164,7 +166,7 @@ async function replaySource(url: string, capture: Capture, repeat: number): Prom
   clearTimeout(timer)
   abort.abort()
   if (passes.done < repeat) throw new Error(`ours: ${passes.done} of ${repeat} passes before the timeout`)
-  return { ms, moods, verified: source.stats.verifiedCommits }
+  return { ms, moods, verified: source.stats.verifiedCommits, chainBreaks: source.stats.chainBreaks }
 }
 
 /** The whole pipeline: source, batcher, validation, the in-memory store. */

@@ -140,8 +140,8 @@ function cidLength(data: Uint8Array, start: number, end: number): number {
   return size.end + size.value
 }
 
-/** An unsigned LEB128 varint at `at`; undefined if the data ends first. */
-function varint(data: Uint8Array, at: number): { value: number; end: number } | undefined {
+/** An unsigned LEB128 varint at `at`; undefined if the data ends first. Throws `CarFormatError` past 35 bits. */
+export function varint(data: Uint8Array, at: number): { value: number; end: number } | undefined {
   let value = 0
   for (let shift = 0, i = at; i < data.byteLength; shift += 7, i++) {
     const byte = data[i]!

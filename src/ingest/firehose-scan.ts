@@ -1,8 +1,10 @@
+import { CarFormatError, varint } from '../atproto/car-blocks.ts'
+
 /**
  * Reads what the firehose's skip decision needs straight from a `#commit` frame's CBOR bytes
  * (seq, repo, time, the chain fields and each op's path), stepping over the blocks and CIDs
  * by their lengths without decoding them. Nearly every frame of the network's firehose is a
- * commit to collections we do not index: decoding it whole cost ~15 µs, scanning it ~1 µs.
+ * commit to collections we do not index: decoding it whole cost ~15 µs, scanning it ~1 µs (CPU profiles in docs/benchmarks/firehose-path.md).
  * Anything it is not sure of (another frame type, a shape it does not expect, indefinite
  * lengths, trailing bytes) it declines, and the full decoder takes the frame as before, so
  * what is malformed is still reported the same way.
@@ -157,19 +159,21 @@ export class FrameScanner {
    */
   commitData(frame: Uint8Array, blocks: readonly [number, number], commit: readonly [number, number]): string | undefined {
     this.#b = frame
-    this.#p = blocks[0]
     const end = blocks[1]
-    const headerLength = this.#varint(end)
-    if (headerLength < 0) return undefined
-    this.#p += headerLength
     const cidLength = commit[1] - commit[0]
-    while (this.#p < end) {
-      const length = this.#varint(end)
-      const start = this.#p
-      if (length < 0 || start + length > end) return undefined
-      this.#p = start + length
-      if (length <= cidLength || !this.#equal(start, commit[0], cidLength)) continue
-      return this.#dataOf(start + cidLength, start + length, frame)
+    try {
+      const header = varint(frame, blocks[0])
+      if (!header) return undefined
+      // A CAR: its header, then (length, CID, block) entries; the commit block is usually first.
+      for (let at = header.end + header.value; at < end; ) {
+        const entry = varint(frame, at)
+        if (!entry || entry.end + entry.value > end) return undefined
+        at = entry.end + entry.value
+        if (entry.value > cidLength && this.#equal(entry.end, commit[0], cidLength)) return this.#dataOf(entry.end + cidLength, at, frame)
+      }
+    } catch (err) {
+      if (err instanceof CarFormatError) return undefined
+      throw err
     }
     return undefined
   }
@@ -318,20 +322,6 @@ export class FrameScanner {
     this.#arg = arg
     this.#p = p
     return initial >> 5
-  }
-
-  /** An unsigned LEB128 varint (CAR framing), or -1. */
-  #varint(end: number): number {
-    let value = 0
-    let scale = 1
-    while (this.#p < end) {
-      const byte = this.#b[this.#p++]!
-      value += (byte & 0x7f) * scale
-      if (byte < 0x80) return value
-      scale *= 128
-      if (scale > 2 ** 49) return -1
-    }
-    return -1
   }
 
   #is(start: number, length: number, key: Buffer): boolean {

@@ -32,10 +32,6 @@ export class RepoChain {
     return this.#hashes.has(hash)
   }
 
-  get size(): number {
-    return this.#repos.size
-  }
-
   has(did: string): boolean {
     return this.#repos.has(did)
   }
