@@ -12,7 +12,9 @@ const DID = 'did:plc:chainchainchainchainchain'
 
 /**
  * Real signed sync 1.1 commits (@atproto/repo), framed as a relay frames them: the chain
- * check, the native signature check and the byte scan all run on what a PDS produces.
+ * check, the native signature check and the byte scan all run on what a PDS produces. Frames
+ * built here, not read off the rig's relay, because no real relay can be made to drop a commit
+ * (the benches check the relay's own stream raises no break: firehose-path's `chain breaks`).
  */
 class Author {
   seq = 0
