@@ -50,9 +50,10 @@ export async function fillDids(db: Db, log?: Logger): Promise<FillDidsResult> {
 /** Runs the storage migrations and records each run in `moodsync_migrations`. */
 export async function migrateStorage(db: Db, log?: Logger): Promise<{ fillDids: FillDidsResult }> {
   const fill = await fillDids(db, log)
-  await db
-    .collection<MigrationDoc>(COLLECTIONS.migrations)
-    .updateOne({ _id: 'fill-dids' }, { $set: { appliedAt: new Date(), result: { ...fill } } }, { upsert: true })
+  const record = () => db.collection<MigrationDoc>(COLLECTIONS.migrations).updateOne({ _id: 'fill-dids' }, { $set: { appliedAt: new Date(), result: { ...fill } } }, { upsert: true })
+  // Two processes starting at once (a second replica, a rolling deploy) can both try to insert
+  // the record; the one refused finds it there when it tries again.
+  await record().catch((err) => (isDuplicateKey(err) ? record() : Promise.reject(err)))
   if (fill.filled > 0 || fill.conflicts > 0) log?.info({ ...fill }, 'filled DIDs into legacy moods')
   return { fillDids: fill }
 }

@@ -202,6 +202,13 @@ describe('legacy migration: fill DIDs', () => {
     expect(await snapshot(COLLECTIONS.users)).toBe(usersBefore)
   })
 
+  it('processes starting at once all get through the migration (seen: two replicas, one refused with E11000)', async () => {
+    await ensureIndexes(m.db)
+    const runs = await Promise.allSettled(Array.from({ length: 8 }, () => migrateStorage(m.db)))
+    expect(runs.filter((r) => r.status === 'rejected')).toEqual([])
+    expect(await m.db.collection(COLLECTIONS.migrations).countDocuments({ _id: 'fill-dids' as never })).toBe(1)
+  })
+
   it('a legacy rkey that duplicates an indexed record is left for dedupe, not an error', async () => {
     const db = m.db
     const moodsCol = db.collection<MoodDoc>(COLLECTIONS.moods)
